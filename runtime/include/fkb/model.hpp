@@ -1,0 +1,148 @@
+// The device-independent model IR: a DAG of layers with float32 weights, in execution order.
+//
+// Loaders produce it, backends compile it, writers serialize it. It knows nothing about devices.
+// Shapes are per column (the batch dimension is never stored): a Dense on 94 features has shape {94};
+// a Conv1D output over 30 levels with 8 filters has shape {30, 8} (Keras channels_last). Data of one
+// column is contiguous and row-major over that shape, so Flatten and Reshape never move data.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "fkb/activations.hpp"
+
+namespace fkb {
+
+using Shape = std::vector<int64_t>;
+
+/// Number of elements of a per-column shape (1 for the empty shape).
+int64_t shape_size(const Shape& s);
+/// "(30, 8)" style text.
+std::string shape_str(const Shape& s);
+
+/// A float32 array (weights). Row-major in Keras' own axis order (Dense kernel: [in, out]; Conv1D
+/// kernel: [kernel_size, in_channels, filters]).
+struct Array {
+  Shape shape;
+  std::vector<float> data;
+  int64_t size() const { return static_cast<int64_t>(data.size()); }
+};
+
+/// What a node computes.
+enum class OpKind {
+  Input,          ///< a model input; no computation
+  Dense,          ///< y = act(x W + b) over the last axis (rank-2 inputs: per step/level)
+  Activation,     ///< element-wise activation (Activation, LeakyReLU, ReLU, ELU, PReLU, Softmax layers)
+  Dropout,        ///< identity at inference (also GaussianNoise/GaussianDropout/AlphaDropout, SpatialDropout1D)
+  BatchNorm,      ///< (x - mean) / sqrt(var + eps) * gamma + beta over `axis`
+  Normalization,  ///< (x - mean) / sqrt(max(var, eps)) over the last axis (Keras preprocessing Normalization)
+  Rescaling,      ///< x * scale + offset
+  Add,
+  Subtract,
+  Multiply,
+  Average,
+  Maximum,
+  Minimum,
+  Concatenate,    ///< along `axis` (normalized to a non-negative per-column axis)
+  Flatten,        ///< identity on data; shape becomes {size}
+  Reshape,        ///< identity on data; shape becomes `target_shape`
+  Conv1D,         ///< 1-D convolution over the first per-column axis (channels_last)
+  Custom,         ///< a layer class registered by the user (not executed by the built-in backends)
+};
+
+const char* op_name(OpKind op);
+
+enum class Padding { Valid, Same, Causal };
+
+/// The activation a node applies after its main operation.
+struct Activation {
+  ActKind kind = ActKind::Linear;
+  ActParams params;
+  std::string keras_name = "linear";  ///< as written in the file, for messages and inspect
+};
+
+/// One layer application. A Keras layer called twice (shared weights) becomes two nodes.
+struct Node {
+  std::string name;         ///< Keras layer name; nested models give "outer/inner"
+  std::string keras_class;  ///< Keras class name as written in the config ("Dense", "LeakyReLU", ...)
+  OpKind op = OpKind::Input;
+  std::vector<int> inputs;  ///< indices of producer nodes (earlier in Model::nodes)
+  Shape shape;              ///< output shape per column, filled by shape inference
+
+  Activation activation;    ///< Dense/Conv1D activation, or the Activation node's function
+
+  // Dense / Conv1D
+  int64_t units = 0;        ///< Dense units, Conv1D filters
+  bool use_bias = true;
+  int64_t kernel_size = 1, stride = 1, dilation = 1;
+  Padding padding = Padding::Valid;
+
+  // BatchNorm / Normalization / Concatenate / Softmax
+  int axis = -1;            ///< per-column axis, negative counts from the end (converted at load)
+  float epsilon = 1e-3f;
+
+  Shape target_shape;       ///< Reshape
+
+  /// Weights by role: "kernel", "bias", "gamma", "beta", "moving_mean", "moving_variance", "mean",
+  /// "variance", "alpha" (PReLU), "scale", "offset" (Rescaling, broadcast).
+  std::map<std::string, Array> weights;
+
+  std::string config_json;  ///< the layer's Keras config as JSON text (kept for custom layers and writers)
+
+  int64_t param_count() const;
+};
+
+/// Where a model came from.
+struct ModelInfo {
+  std::string path;            ///< file it was loaded from
+  std::string format;          ///< "keras" (Keras 3 zip), "h5" (legacy HDF5), "weights_h5" (+ config file)
+  std::string keras_version;   ///< as written in the file ("2.2.4-tf", "3.5.0"); empty when absent
+  std::string backend;         ///< "tensorflow", "jax", ... when recorded
+  std::string model_class;     ///< top-level class: "Sequential", "Functional", "Model"
+  std::string name;            ///< Keras model name
+  int keras_major = 0;         ///< 2 or 3 (decides version-dependent semantics such as hard_sigmoid)
+};
+
+/// A loaded model. Value type: copying copies the weights.
+class Model {
+ public:
+  struct LoadOptions {
+    std::string config_path;  ///< architecture JSON/YAML for weights-only files
+  };
+
+  /// Load a Keras file (.h5 legacy, .keras zip, or weights-only .h5 with options.config_path).
+  /// Throws fkb::Error with a message naming the file and what is wrong.
+  static Model load(const std::string& path, const LoadOptions& options);
+  static Model load(const std::string& path) { return load(path, LoadOptions{}); }
+
+  std::vector<Node> nodes;   ///< topological (execution) order
+  std::vector<int> inputs;   ///< node indices of the model inputs, in Keras' input order
+  std::vector<int> outputs;  ///< node indices of the model outputs, in Keras' output order
+  ModelInfo info;
+
+  int64_t num_inputs() const { return static_cast<int64_t>(inputs.size()); }
+  int64_t num_outputs() const { return static_cast<int64_t>(outputs.size()); }
+  /// Features per column of input/output i (product of its per-column shape).
+  int64_t input_size(int i = 0) const;
+  int64_t output_size(int i = 0) const;
+  const Shape& input_shape(int i = 0) const;
+  const Shape& output_shape(int i = 0) const;
+
+  int64_t param_count() const;
+  /// Floating-point operations per column (multiply-add = 2), over all nodes.
+  int64_t flops_per_column() const;
+  /// Human-readable summary (like Keras' model.summary()).
+  std::string summary() const;
+
+  /// Recompute every node's shape from the inputs and check weights against them. Throws on mismatch.
+  void infer_shapes();
+  /// Check the graph is well formed (indices in range, topological, inputs/outputs set).
+  void validate() const;
+};
+
+/// FLOPs of one node per column.
+int64_t node_flops(const Model& m, const Node& n);
+
+}  // namespace fkb

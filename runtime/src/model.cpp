@@ -1,0 +1,319 @@
+// Model IR: shapes, validation, parameter and FLOP counts, summary.
+#include "fkb/model.hpp"
+
+#include <algorithm>
+#include <cstdio>
+#include <sstream>
+
+#include "fkb/error.hpp"
+
+namespace fkb {
+
+int64_t shape_size(const Shape& s) {
+  int64_t n = 1;
+  for (auto v : s) n *= v;
+  return n;
+}
+
+std::string shape_str(const Shape& s) {
+  std::string out = "(";
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (i) out += ", ";
+    out += std::to_string(s[i]);
+  }
+  if (s.size() == 1) out += ",";
+  return out + ")";
+}
+
+const char* op_name(OpKind op) {
+  switch (op) {
+    case OpKind::Input: return "Input";
+    case OpKind::Dense: return "Dense";
+    case OpKind::Activation: return "Activation";
+    case OpKind::Dropout: return "Dropout";
+    case OpKind::BatchNorm: return "BatchNorm";
+    case OpKind::Normalization: return "Normalization";
+    case OpKind::Rescaling: return "Rescaling";
+    case OpKind::Add: return "Add";
+    case OpKind::Subtract: return "Subtract";
+    case OpKind::Multiply: return "Multiply";
+    case OpKind::Average: return "Average";
+    case OpKind::Maximum: return "Maximum";
+    case OpKind::Minimum: return "Minimum";
+    case OpKind::Concatenate: return "Concatenate";
+    case OpKind::Flatten: return "Flatten";
+    case OpKind::Reshape: return "Reshape";
+    case OpKind::Conv1D: return "Conv1D";
+    case OpKind::Custom: return "Custom";
+  }
+  return "?";
+}
+
+int64_t Node::param_count() const {
+  int64_t n = 0;
+  for (const auto& kv : weights) n += kv.second.size();
+  return n;
+}
+
+int64_t Model::input_size(int i) const { return shape_size(input_shape(i)); }
+int64_t Model::output_size(int i) const { return shape_size(output_shape(i)); }
+
+const Shape& Model::input_shape(int i) const {
+  if (i < 0 || i >= num_inputs())
+    throw_error(Status::InvalidArgument, "input index " + std::to_string(i) + " out of range: the model has " +
+                                             std::to_string(num_inputs()) + " input(s)");
+  return nodes[inputs[i]].shape;
+}
+
+const Shape& Model::output_shape(int i) const {
+  if (i < 0 || i >= num_outputs())
+    throw_error(Status::InvalidArgument, "output index " + std::to_string(i) + " out of range: the model has " +
+                                             std::to_string(num_outputs()) + " output(s)");
+  return nodes[outputs[i]].shape;
+}
+
+int64_t Model::param_count() const {
+  int64_t n = 0;
+  for (const auto& node : nodes) n += node.param_count();
+  return n;
+}
+
+int64_t node_flops(const Model& m, const Node& n) {
+  const int64_t out = shape_size(n.shape);
+  switch (n.op) {
+    case OpKind::Input:
+    case OpKind::Dropout:
+    case OpKind::Flatten:
+    case OpKind::Reshape: return 0;
+    case OpKind::Dense: {
+      const Shape& in = m.nodes[n.inputs[0]].shape;
+      return 2 * shape_size(in) * n.units + (n.use_bias ? out : 0) + (n.activation.kind != ActKind::Linear ? out : 0);
+    }
+    case OpKind::Conv1D: {
+      const Shape& in = m.nodes[n.inputs[0]].shape;
+      return 2 * out * n.kernel_size * in.back() + (n.use_bias ? out : 0) +
+             (n.activation.kind != ActKind::Linear ? out : 0);
+    }
+    case OpKind::BatchNorm:
+    case OpKind::Normalization:
+    case OpKind::Rescaling: return 2 * out;
+    case OpKind::Add:
+    case OpKind::Subtract:
+    case OpKind::Multiply:
+    case OpKind::Average:
+    case OpKind::Maximum:
+    case OpKind::Minimum: return out * static_cast<int64_t>(n.inputs.size() - 1) + (n.op == OpKind::Average ? out : 0);
+    default: return out;
+  }
+}
+
+int64_t Model::flops_per_column() const {
+  int64_t f = 0;
+  for (const auto& n : nodes) f += node_flops(*this, n);
+  return f;
+}
+
+void Model::validate() const {
+  if (inputs.empty()) throw_error(Status::FormatError, "model has no inputs");
+  if (outputs.empty()) throw_error(Status::FormatError, "model has no outputs");
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    for (int in : nodes[i].inputs)
+      if (in < 0 || in >= static_cast<int>(i))
+        throw_error(Status::FormatError, "layer '" + nodes[i].name + "' has an input that is not computed before it");
+    if (nodes[i].op == OpKind::Input && !nodes[i].inputs.empty()) throw_error(Status::Internal, "input node with inputs");
+    if (nodes[i].op != OpKind::Input && nodes[i].inputs.empty())
+      throw_error(Status::FormatError, "layer '" + nodes[i].name + "' has no inputs");
+  }
+  for (int i : inputs)
+    if (i < 0 || i >= static_cast<int>(nodes.size()) || nodes[i].op != OpKind::Input)
+      throw_error(Status::Internal, "model input is not an Input node");
+  for (int o : outputs)
+    if (o < 0 || o >= static_cast<int>(nodes.size())) throw_error(Status::Internal, "model output out of range");
+}
+
+namespace {
+
+[[noreturn]] void shape_error(const Node& n, const std::string& what) {
+  throw_error(Status::ShapeMismatch, "layer '" + n.name + "' (" + n.keras_class + "): " + what);
+}
+
+// Normalize a (possibly negative, possibly batch-inclusive) Keras axis to a per-column axis.
+// Keras axes count the batch dimension as 0; a config axis of 1 means per-column axis 0.
+int per_column_axis(const Node& n, int axis, size_t rank) {
+  int r = static_cast<int>(rank);
+  int a = axis < 0 ? axis + r : axis - 1;
+  if (a < 0 || a >= r)
+    shape_error(n, "axis " + std::to_string(axis) + " is out of range for an input of per-column rank " +
+                       std::to_string(r));
+  return a;
+}
+
+void check_weight(const Node& n, const char* role, const Shape& expected) {
+  auto it = n.weights.find(role);
+  if (it == n.weights.end()) return;
+  const Array& a = it->second;
+  if (shape_size(a.shape) != shape_size(expected) || (a.shape.size() == expected.size() && a.shape != expected))
+    shape_error(n, std::string("weight '") + role + "' has shape " + shape_str(a.shape) + " but the config implies " +
+                       shape_str(expected));
+  if (a.size() != shape_size(a.shape)) throw_error(Status::Internal, "weight data size disagrees with its shape");
+}
+
+void require_weight(const Node& n, const char* role) {
+  if (!n.weights.count(role)) shape_error(n, std::string("weight '") + role + "' is missing from the file");
+}
+
+}  // namespace
+
+void Model::infer_shapes() {
+  validate();
+  for (auto& n : nodes) {
+    if (n.op == OpKind::Input) {
+      if (n.shape.empty()) shape_error(n, "input has no shape");
+      for (auto d : n.shape)
+        if (d <= 0) shape_error(n, "input shape " + shape_str(n.shape) + " has an unknown or zero dimension; FKB needs "
+                                                                          "fixed per-column shapes");
+      continue;
+    }
+    const Shape in = nodes[n.inputs[0]].shape;
+    switch (n.op) {
+      case OpKind::Input: break;
+      case OpKind::Dense: {
+        require_weight(n, "kernel");
+        n.shape = in;
+        n.shape.back() = n.units;
+        check_weight(n, "kernel", {in.back(), n.units});
+        if (n.use_bias) require_weight(n, "bias");
+        check_weight(n, "bias", {n.units});
+        break;
+      }
+      case OpKind::Conv1D: {
+        if (in.size() != 2) shape_error(n, "Conv1D needs a (steps, channels) input, got " + shape_str(in));
+        require_weight(n, "kernel");
+        check_weight(n, "kernel", {n.kernel_size, in[1], n.units});
+        if (n.use_bias) require_weight(n, "bias");
+        check_weight(n, "bias", {n.units});
+        const int64_t span = n.dilation * (n.kernel_size - 1) + 1;
+        int64_t steps;
+        if (n.padding == Padding::Valid) {
+          if (in[0] < span) shape_error(n, "input of " + std::to_string(in[0]) + " steps is shorter than the kernel span");
+          steps = (in[0] - span) / n.stride + 1;
+        } else {
+          steps = (in[0] + n.stride - 1) / n.stride;
+          if (n.padding == Padding::Causal) steps = (in[0] + span - 1 - span) / n.stride + 1;
+        }
+        n.shape = {steps, n.units};
+        break;
+      }
+      case OpKind::Activation:
+      case OpKind::Dropout:
+      case OpKind::Custom: {
+        n.shape = in;
+        if (n.activation.kind == ActKind::Softmax && n.axis != -1 && per_column_axis(n, n.axis, in.size()) != (int)in.size() - 1)
+          throw_error(Status::Unsupported, "layer '" + n.name + "': softmax over axis " + std::to_string(n.axis) +
+                                               " is not supported; FKB supports softmax over the last axis");
+        if (n.activation.kind == ActKind::PRelu) {
+          require_weight(n, "alpha");
+          const int64_t na = n.weights.at("alpha").size();
+          if (na != shape_size(in) && na != in.back() && na != 1)
+            shape_error(n, "PReLU alpha has " + std::to_string(na) + " values for an input of shape " + shape_str(in));
+        }
+        break;
+      }
+      case OpKind::BatchNorm: {
+        n.shape = in;
+        n.axis = per_column_axis(n, n.axis, in.size()) - static_cast<int>(in.size());  // store as negative
+        const int64_t c = in[in.size() + n.axis];
+        for (const char* r : {"gamma", "beta", "moving_mean", "moving_variance"}) check_weight(n, r, {c});
+        require_weight(n, "moving_mean");
+        require_weight(n, "moving_variance");
+        break;
+      }
+      case OpKind::Normalization: {
+        n.shape = in;
+        require_weight(n, "mean");
+        require_weight(n, "variance");
+        const int64_t nm = n.weights.at("mean").size();
+        if (nm != 1 && nm != in.back() && nm != shape_size(in))
+          shape_error(n, "mean has " + std::to_string(nm) + " values for an input of shape " + shape_str(in));
+        if (n.weights.at("variance").size() != nm) shape_error(n, "mean and variance differ in size");
+        break;
+      }
+      case OpKind::Rescaling: n.shape = in; break;
+      case OpKind::Add:
+      case OpKind::Subtract:
+      case OpKind::Multiply:
+      case OpKind::Average:
+      case OpKind::Maximum:
+      case OpKind::Minimum: {
+        if (n.op == OpKind::Subtract && n.inputs.size() != 2) shape_error(n, "Subtract needs exactly 2 inputs");
+        for (int i : n.inputs)
+          if (nodes[i].shape != in)
+            shape_error(n, "inputs have shapes " + shape_str(in) + " and " + shape_str(nodes[i].shape) +
+                               "; FKB supports merge layers on equal shapes (no broadcasting)");
+        n.shape = in;
+        break;
+      }
+      case OpKind::Concatenate: {
+        const int a = per_column_axis(n, n.axis, in.size());
+        n.axis = a - static_cast<int>(in.size());
+        n.shape = in;
+        n.shape[a] = 0;
+        for (int i : n.inputs) {
+          const Shape& s = nodes[i].shape;
+          if (s.size() != in.size()) shape_error(n, "inputs of different rank");
+          for (size_t d = 0; d < s.size(); ++d)
+            if (static_cast<int>(d) != a && s[d] != in[d])
+              shape_error(n, "inputs " + shape_str(in) + " and " + shape_str(s) + " differ outside the concatenation axis");
+          n.shape[a] += s[a];
+        }
+        break;
+      }
+      case OpKind::Flatten: n.shape = {shape_size(in)}; break;
+      case OpKind::Reshape: {
+        Shape t = n.target_shape;
+        int64_t known = 1;
+        int unknown = -1;
+        for (size_t d = 0; d < t.size(); ++d) {
+          if (t[d] == -1) {
+            if (unknown >= 0) shape_error(n, "target shape has more than one -1");
+            unknown = static_cast<int>(d);
+          } else {
+            known *= t[d];
+          }
+        }
+        if (unknown >= 0 && known > 0) t[unknown] = shape_size(in) / known;
+        if (shape_size(t) != shape_size(in))
+          shape_error(n, "cannot reshape " + shape_str(in) + " to " + shape_str(n.target_shape));
+        n.shape = t;
+        break;
+      }
+    }
+  }
+}
+
+std::string Model::summary() const {
+  std::ostringstream os;
+  os << "Model \"" << info.name << "\" (" << info.model_class << ", " << info.format << ", Keras "
+     << (info.keras_version.empty() ? "unknown" : info.keras_version) << ")\n";
+  char line[512];
+  std::snprintf(line, sizeof line, "%-32s %-20s %-16s %-14s %12s\n", "layer", "class", "output shape", "activation",
+                "params");
+  os << line << std::string(98, '-') << "\n";
+  for (const auto& n : nodes) {
+    std::string act = (n.op == OpKind::Dense || n.op == OpKind::Conv1D || n.op == OpKind::Activation)
+                          ? n.activation.keras_name
+                          : "";
+    std::snprintf(line, sizeof line, "%-32s %-20s %-16s %-14s %12lld\n", n.name.c_str(), n.keras_class.c_str(),
+                  shape_str(n.shape).c_str(), act.c_str(), static_cast<long long>(n.param_count()));
+    os << line;
+  }
+  os << std::string(98, '-') << "\n";
+  os << "inputs: ";
+  for (int i = 0; i < num_inputs(); ++i) os << (i ? ", " : "") << shape_str(input_shape(i));
+  os << "  outputs: ";
+  for (int i = 0; i < num_outputs(); ++i) os << (i ? ", " : "") << shape_str(output_shape(i));
+  os << "\ntotal params: " << param_count() << "  FLOPs per column: " << flops_per_column() << "\n";
+  return os.str();
+}
+
+}  // namespace fkb

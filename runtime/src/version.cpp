@@ -1,0 +1,4 @@
+#include "fkb/runtime.hpp"
+namespace fkb {
+const char* version() { return FKB_VERSION; }
+}  // namespace fkb

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Install what FKB needs to build and test, only what is missing (idempotent). Debian/Ubuntu.
+set -euo pipefail
+APT_PACKAGES=(build-essential cmake pkg-config gfortran libhdf5-dev hdf5-tools nlohmann-json3-dev libzip-dev
+  libyaml-cpp-dev libopenblas-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libopenmpi-dev openmpi-bin
+  python3 python3-numpy python3-h5py)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  echo "[deps] installing: ${missing[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
