@@ -1,0 +1,431 @@
+!> module fkb: Keras models in Fortran, over the FKB C API (fkb/fkb.h), ISO_C_BINDING only.
+!>
+!>   use fkb
+!>   type(fkb_model) :: net
+!>   call net%load('cbrain.h5', device='cpu')
+!>   call net%predict(x, y)            ! x(net%n_inputs(), ncol), y(net%n_outputs(), ncol); real32 or real64
+!>   call net%free()                   ! optional: the finalizer frees it too
+!>
+!> Errors: every procedure takes optional `stat` (integer, intent(out)) and `errmsg`
+!> (character(len=:), allocatable, intent(out)), like `allocate`. With `stat` present, an error sets
+!> stat to an FKB_ERR_* code (the C API's numbers) and errmsg to the message, and the call returns; on
+!> success stat = FKB_OK and errmsg = ''. Without `stat`, an error stops the program with the message
+!> (error stop).
+!>
+!> Copies: a loaded fkb_model cannot be copied (the defined assignment stops with a message), so two
+!> finalizers never free one model. Assigning a model that is not loaded frees the left-hand side.
+!> Pass models by reference (as dummy arguments) or through pointers.
+!>
+!> The model computes in its precision (fp32 by default) whatever the array kind; real64 arrays are
+!> converted inside FKB. x and y may be device arrays (OpenACC host_data / CUDA Fortran) when the model
+!> runs on a GPU.
+module fkb
+  use, intrinsic :: iso_c_binding, only: c_ptr, c_null_ptr, c_associated, c_char, c_null_char, c_int, &
+                                         c_int32_t, c_int64_t, c_float, c_double, c_size_t, c_loc, c_f_pointer
+  use, intrinsic :: iso_fortran_env, only: real32, real64, int64
+  implicit none
+  private
+
+  public :: fkb_model, fkb_version, fkb_status_name
+
+  !> Status codes (fkb.h / fkb::Status).
+  integer, parameter, public :: FKB_OK = 0
+  integer, parameter, public :: FKB_ERR_INVALID_ARGUMENT = 1
+  integer, parameter, public :: FKB_ERR_FILE = 2
+  integer, parameter, public :: FKB_ERR_FORMAT = 3
+  integer, parameter, public :: FKB_ERR_UNSUPPORTED = 4
+  integer, parameter, public :: FKB_ERR_SHAPE_MISMATCH = 5
+  integer, parameter, public :: FKB_ERR_NON_FINITE = 6
+  integer, parameter, public :: FKB_ERR_CUDA = 7
+  integer, parameter, public :: FKB_ERR_MPI = 8
+  integer, parameter, public :: FKB_ERR_OUT_OF_MEMORY = 9
+  integer, parameter, public :: FKB_ERR_INTERNAL = 10
+
+  !> A loaded model compiled for one device.
+  type :: fkb_model
+    private
+    type(c_ptr) :: handle = c_null_ptr
+    integer :: nin = 0, nout = 0
+  contains
+    procedure :: load => model_load
+    procedure, private :: model_predict_r32
+    procedure, private :: model_predict_r64
+    generic :: predict => model_predict_r32, model_predict_r64
+    procedure :: n_inputs => model_n_inputs
+    procedure :: n_outputs => model_n_outputs
+    procedure :: device_name => model_device_name
+    procedure :: is_loaded => model_is_loaded
+    procedure :: free => model_free
+    procedure, private :: model_assign
+    generic :: assignment(=) => model_assign
+    final :: model_finalize
+  end type fkb_model
+
+  interface
+    integer(c_int) function fkb_load_ex_c(path, device, precision, max_batch, threads, config_path, model) &
+        bind(c, name='fkb_load_ex')
+      import :: c_int, c_char, c_int64_t, c_int32_t, c_ptr
+      character(kind=c_char), dimension(*), intent(in) :: path, device, precision, config_path
+      integer(c_int64_t), value :: max_batch
+      integer(c_int32_t), value :: threads
+      type(c_ptr), intent(out) :: model
+    end function fkb_load_ex_c
+
+    integer(c_int) function fkb_predict_f32_c(model, x, ncol, y) bind(c, name='fkb_predict_f32')
+      import :: c_int, c_ptr, c_int64_t
+      type(c_ptr), value :: model, x, y
+      integer(c_int64_t), value :: ncol
+    end function fkb_predict_f32_c
+
+    integer(c_int) function fkb_predict_f64_c(model, x, ncol, y) bind(c, name='fkb_predict_f64')
+      import :: c_int, c_ptr, c_int64_t
+      type(c_ptr), value :: model, x, y
+      integer(c_int64_t), value :: ncol
+    end function fkb_predict_f64_c
+
+    integer(c_int) function fkb_n_inputs_c(model, n) bind(c, name='fkb_n_inputs')
+      import :: c_int, c_ptr, c_int64_t
+      type(c_ptr), value :: model
+      integer(c_int64_t), intent(out) :: n
+    end function fkb_n_inputs_c
+
+    integer(c_int) function fkb_n_outputs_c(model, n) bind(c, name='fkb_n_outputs')
+      import :: c_int, c_ptr, c_int64_t
+      type(c_ptr), value :: model
+      integer(c_int64_t), intent(out) :: n
+    end function fkb_n_outputs_c
+
+    integer(c_int) function fkb_device_name_c(model, buf, buflen) bind(c, name='fkb_device_name')
+      import :: c_int, c_ptr, c_char, c_size_t
+      type(c_ptr), value :: model
+      character(kind=c_char), dimension(*), intent(out) :: buf
+      integer(c_size_t), value :: buflen
+    end function fkb_device_name_c
+
+    integer(c_int) function fkb_free_c(model) bind(c, name='fkb_free')
+      import :: c_int, c_ptr
+      type(c_ptr), value :: model
+    end function fkb_free_c
+
+    type(c_ptr) function fkb_last_error_c() bind(c, name='fkb_last_error')
+      import :: c_ptr
+    end function fkb_last_error_c
+
+    type(c_ptr) function fkb_status_name_c(status) bind(c, name='fkb_status_name')
+      import :: c_ptr, c_int
+      integer(c_int), value :: status
+    end function fkb_status_name_c
+
+    type(c_ptr) function fkb_version_c() bind(c, name='fkb_version')
+      import :: c_ptr
+    end function fkb_version_c
+
+    integer(c_size_t) function strlen_c(s) bind(c, name='strlen')
+      import :: c_size_t, c_ptr
+      type(c_ptr), value :: s
+    end function strlen_c
+  end interface
+
+contains
+
+  ! ------------------------------------------------------------------------------------------------
+  ! helpers
+
+  !> A NUL-terminated copy of a Fortran string (trailing blanks removed).
+  pure function c_string(s) result(cs)
+    character(len=*), intent(in) :: s
+    character(kind=c_char, len=:), allocatable :: cs
+    cs = trim(s) // c_null_char
+  end function c_string
+
+  !> A Fortran copy of a NUL-terminated C string.
+  function f_string(p) result(s)
+    type(c_ptr), intent(in) :: p
+    character(len=:), allocatable :: s
+    character(kind=c_char), pointer :: chars(:)
+    integer :: i, n
+    if (.not. c_associated(p)) then
+      s = ''
+      return
+    end if
+    n = int(strlen_c(p))
+    call c_f_pointer(p, chars, [n])
+    allocate(character(len=n) :: s)
+    do i = 1, n
+      s(i:i) = chars(i)
+    end do
+  end function f_string
+
+  !> Report the outcome of a call: fill stat/errmsg, or error stop when stat is absent.
+  subroutine report(code, msg, stat, errmsg)
+    integer, intent(in) :: code
+    character(len=*), intent(in) :: msg
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable, intent(out), optional :: errmsg
+    if (present(stat)) stat = code
+    if (present(errmsg)) then
+      if (code == FKB_OK) then
+        errmsg = ''
+      else
+        errmsg = msg
+      end if
+    end if
+    if (code /= FKB_OK .and. .not. present(stat)) then
+      error stop 'fkb: ' // msg
+    end if
+  end subroutine report
+
+  !> Report a C API status, taking the message from fkb_last_error().
+  subroutine report_c(code, stat, errmsg)
+    integer(c_int), intent(in) :: code
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable, intent(out), optional :: errmsg
+    if (code == FKB_OK) then
+      call report(FKB_OK, '', stat, errmsg)
+    else
+      call report(int(code), f_string(fkb_last_error_c()), stat, errmsg)
+    end if
+  end subroutine report_c
+
+  function itoa(i) result(s)
+    integer(int64), intent(in) :: i
+    character(len=:), allocatable :: s
+    character(len=24) :: buf
+    write(buf, '(i0)') i
+    s = trim(buf)
+  end function itoa
+
+  ! ------------------------------------------------------------------------------------------------
+  ! free functions
+
+  !> FKB's version, e.g. '0.1.0'.
+  function fkb_version() result(v)
+    character(len=:), allocatable :: v
+    v = f_string(fkb_version_c())
+  end function fkb_version
+
+  !> Short name of a status code ('ok', 'invalid argument', 'file error', ...).
+  function fkb_status_name(status) result(name)
+    integer, intent(in) :: status
+    character(len=:), allocatable :: name
+    name = f_string(fkb_status_name_c(int(status, c_int)))
+  end function fkb_status_name
+
+  ! ------------------------------------------------------------------------------------------------
+  ! type-bound procedures
+
+  !> Load a Keras file and compile it. A model already loaded in `self` is freed first.
+  !>   path       .h5 / .keras file (trailing blanks are ignored)
+  !>   device     'auto' (default) | 'cpu' | 'cuda' | 'cuda:N'
+  !>   precision  'fp32' (default) | 'tf32' | 'bf16' | 'fp16'
+  !>   max_batch  largest batch compiled for (default 4096); bigger calls run in chunks
+  !>   threads    CPU threads (default 0 = all cores)
+  !>   config     Keras JSON/YAML architecture file for weights-only .h5 files
+  subroutine model_load(self, path, device, precision, max_batch, threads, config, stat, errmsg)
+    class(fkb_model), intent(inout) :: self
+    character(len=*), intent(in) :: path
+    character(len=*), intent(in), optional :: device, precision, config
+    integer, intent(in), optional :: max_batch, threads
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable, intent(out), optional :: errmsg
+    character(kind=c_char, len=:), allocatable :: c_device, c_precision, c_config
+    integer(c_int64_t) :: mb, n
+    integer(c_int32_t) :: nt
+    integer(c_int) :: code
+    type(c_ptr) :: h
+
+    call self%free()
+    c_device = c_string('auto')
+    c_precision = c_string('fp32')
+    c_config = c_string('')
+    mb = 0
+    nt = 0
+    if (present(device)) c_device = c_string(device)
+    if (present(precision)) c_precision = c_string(precision)
+    if (present(config)) c_config = c_string(config)
+    if (present(max_batch)) mb = int(max_batch, c_int64_t)
+    if (present(threads)) nt = int(threads, c_int32_t)
+
+    code = fkb_load_ex_c(c_string(path), c_device, c_precision, mb, nt, c_config, h)
+    if (code /= FKB_OK) then
+      call report_c(code, stat, errmsg)
+      return
+    end if
+    self%handle = h
+    code = fkb_n_inputs_c(h, n)
+    if (code == FKB_OK) then
+      self%nin = int(n)
+      code = fkb_n_outputs_c(h, n)
+      if (code == FKB_OK) self%nout = int(n)
+    end if
+    if (code /= FKB_OK) then
+      call report_c(code, stat, errmsg)
+      call self%free()
+      return
+    end if
+    call report(FKB_OK, '', stat, errmsg)
+  end subroutine model_load
+
+  !> Shape checks shared by the real32/real64 predict: x(nin, ncol), y(nout, ncol).
+  subroutine check_shapes(self, xshape, yshape, code, msg)
+    class(fkb_model), intent(in) :: self
+    integer(int64), intent(in) :: xshape(2), yshape(2)
+    integer, intent(out) :: code
+    character(len=:), allocatable, intent(out) :: msg
+    code = FKB_OK
+    msg = ''
+    if (.not. c_associated(self%handle)) then
+      code = FKB_ERR_INVALID_ARGUMENT
+      msg = 'fkb_model%predict: the model is not loaded (call load first)'
+    else if (xshape(1) /= self%nin) then
+      code = FKB_ERR_SHAPE_MISMATCH
+      msg = 'fkb_model%predict: x has ' // itoa(xshape(1)) // ' rows (size(x,1)) but the model takes ' // &
+            itoa(int(self%nin, int64)) // ' inputs per column; x must be x(n_inputs, ncol)'
+    else if (yshape(1) /= self%nout) then
+      code = FKB_ERR_SHAPE_MISMATCH
+      msg = 'fkb_model%predict: y has ' // itoa(yshape(1)) // ' rows (size(y,1)) but the model gives ' // &
+            itoa(int(self%nout, int64)) // ' outputs per column; y must be y(n_outputs, ncol)'
+    else if (xshape(2) /= yshape(2)) then
+      code = FKB_ERR_SHAPE_MISMATCH
+      msg = 'fkb_model%predict: x has ' // itoa(xshape(2)) // ' columns (size(x,2)) but y has ' // &
+            itoa(yshape(2)) // ' (size(y,2))'
+    end if
+  end subroutine check_shapes
+
+  !> y = model(x) for x(n_inputs, ncol), y(n_outputs, ncol), real32.
+  subroutine model_predict_r32(self, x, y, stat, errmsg)
+    class(fkb_model), intent(in) :: self
+    real(real32), dimension(:, :), contiguous, target, intent(in) :: x
+    real(real32), dimension(:, :), contiguous, target, intent(inout) :: y
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable, intent(out), optional :: errmsg
+    integer :: code
+    character(len=:), allocatable :: msg
+    call check_shapes(self, shape(x, kind=int64), shape(y, kind=int64), code, msg)
+    if (code /= FKB_OK) then
+      call report(code, msg, stat, errmsg)
+      return
+    end if
+    if (size(x, 2) == 0) then
+      call report(FKB_OK, '', stat, errmsg)
+      return
+    end if
+    call report_c(fkb_predict_f32_c(self%handle, c_loc(x), int(size(x, 2), c_int64_t), c_loc(y)), stat, errmsg)
+  end subroutine model_predict_r32
+
+  !> y = model(x) for x(n_inputs, ncol), y(n_outputs, ncol), real64.
+  subroutine model_predict_r64(self, x, y, stat, errmsg)
+    class(fkb_model), intent(in) :: self
+    real(real64), dimension(:, :), contiguous, target, intent(in) :: x
+    real(real64), dimension(:, :), contiguous, target, intent(inout) :: y
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable, intent(out), optional :: errmsg
+    integer :: code
+    character(len=:), allocatable :: msg
+    call check_shapes(self, shape(x, kind=int64), shape(y, kind=int64), code, msg)
+    if (code /= FKB_OK) then
+      call report(code, msg, stat, errmsg)
+      return
+    end if
+    if (size(x, 2) == 0) then
+      call report(FKB_OK, '', stat, errmsg)
+      return
+    end if
+    call report_c(fkb_predict_f64_c(self%handle, c_loc(x), int(size(x, 2), c_int64_t), c_loc(y)), stat, errmsg)
+  end subroutine model_predict_r64
+
+  !> Features per column of the model input (0 and an error when not loaded).
+  integer function model_n_inputs(self, stat, errmsg) result(n)
+    class(fkb_model), intent(in) :: self
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable, intent(out), optional :: errmsg
+    n = 0
+    if (.not. c_associated(self%handle)) then
+      call report(FKB_ERR_INVALID_ARGUMENT, 'fkb_model%n_inputs: the model is not loaded', stat, errmsg)
+      return
+    end if
+    n = self%nin
+    call report(FKB_OK, '', stat, errmsg)
+  end function model_n_inputs
+
+  !> Features per column of the model output (0 and an error when not loaded).
+  integer function model_n_outputs(self, stat, errmsg) result(n)
+    class(fkb_model), intent(in) :: self
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable, intent(out), optional :: errmsg
+    n = 0
+    if (.not. c_associated(self%handle)) then
+      call report(FKB_ERR_INVALID_ARGUMENT, 'fkb_model%n_outputs: the model is not loaded', stat, errmsg)
+      return
+    end if
+    n = self%nout
+    call report(FKB_OK, '', stat, errmsg)
+  end function model_n_outputs
+
+  !> What runs the model, e.g. 'cpu (2 threads)'.
+  function model_device_name(self, stat, errmsg) result(name)
+    class(fkb_model), intent(in) :: self
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable, intent(out), optional :: errmsg
+    character(len=:), allocatable :: name
+    character(kind=c_char) :: buf(256)
+    integer(c_int) :: code
+    integer :: i
+    name = ''
+    if (.not. c_associated(self%handle)) then
+      call report(FKB_ERR_INVALID_ARGUMENT, 'fkb_model%device_name: the model is not loaded', stat, errmsg)
+      return
+    end if
+    code = fkb_device_name_c(self%handle, buf, int(size(buf), c_size_t))
+    if (code == FKB_OK) then
+      do i = 1, size(buf)
+        if (buf(i) == c_null_char) exit
+        name = name // buf(i)
+      end do
+    end if
+    call report_c(code, stat, errmsg)
+  end function model_device_name
+
+  !> Whether a model is loaded.
+  logical function model_is_loaded(self)
+    class(fkb_model), intent(in) :: self
+    model_is_loaded = c_associated(self%handle)
+  end function model_is_loaded
+
+  !> Release the model. Safe on a model that is not loaded, and safe to call twice.
+  subroutine model_free(self, stat, errmsg)
+    class(fkb_model), intent(inout) :: self
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable, intent(out), optional :: errmsg
+    integer(c_int) :: code
+    code = FKB_OK
+    if (c_associated(self%handle)) code = fkb_free_c(self%handle)
+    self%handle = c_null_ptr
+    self%nin = 0
+    self%nout = 0
+    call report_c(code, stat, errmsg)
+  end subroutine model_free
+
+  !> Defined assignment: copying a loaded model is an error (one handle, one owner). Assigning a model
+  !> that is not loaded releases the left-hand side.
+  subroutine model_assign(lhs, rhs)
+    class(fkb_model), intent(inout) :: lhs
+    class(fkb_model), intent(in) :: rhs
+    if (c_associated(rhs%handle)) then
+      error stop 'fkb: an fkb_model cannot be copied (two copies would free one model twice); ' // &
+                 'pass it as an argument or use a pointer'
+    end if
+    call lhs%free()
+  end subroutine model_assign
+
+  !> Finalizer: frees the model when the variable goes out of scope or is deallocated.
+  subroutine model_finalize(self)
+    type(fkb_model), intent(inout) :: self
+    integer(c_int) :: code
+    if (c_associated(self%handle)) code = fkb_free_c(self%handle)
+    self%handle = c_null_ptr
+    self%nin = 0
+    self%nout = 0
+  end subroutine model_finalize
+
+end module fkb
