@@ -1,0 +1,279 @@
+// The CPU backend: a Program (cpu_program.hpp) run over cache-sized blocks of columns.
+//
+// Threading: the batch is split into column blocks processed by an OpenMP parallel loop, each thread with
+// its own workspace, and OpenBLAS kept single-threaded (it is the pthread build: letting it thread inside
+// each GEMM as well would oversubscribe the cores). The alternative, one block at a time with OpenBLAS
+// threading each GEMM, was measured slower on every batch size of bench/cpu_baseline.py; it remains
+// selectable with FKB_CPU_THREADING=blas for measurements. All buffers are allocated at compile time.
+#include <cblas.h>
+#include <omp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "cpu/cpu_kernels.hpp"
+#include "cpu/cpu_program.hpp"
+#include "fkb/backend.hpp"
+#include "fkb/error.hpp"
+
+namespace fkb {
+namespace cpu {
+namespace {
+
+struct FreeDeleter {
+  void operator()(float* p) const { std::free(p); }
+};
+using Buffer = std::unique_ptr<float[], FreeDeleter>;
+
+Buffer alloc_floats(int64_t n) {
+  const size_t bytes = ((static_cast<size_t>(std::max<int64_t>(n, 1)) * sizeof(float) + 63) / 64) * 64;
+  void* p = std::aligned_alloc(64, bytes);
+  if (!p)
+    throw_error(Status::OutOfMemory, "CPU backend: cannot allocate a workspace of " + std::to_string(bytes) + " bytes");
+  return Buffer(static_cast<float*>(p));
+}
+
+int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
+
+int64_t env_int(const char* name, int64_t fallback) {
+  const char* s = std::getenv(name);
+  if (!s || !*s) return fallback;
+  char* end = nullptr;
+  long long v = std::strtoll(s, &end, 10);
+  return (end && *end == 0 && v > 0) ? v : fallback;
+}
+
+// OpenBLAS' thread count is process-wide; set it under a lock so concurrent plans do not race on it.
+void set_blas_threads(int n) {
+  static std::mutex mu;
+  std::lock_guard<std::mutex> lock(mu);
+  if (openblas_get_num_threads() != n) openblas_set_num_threads(n);
+}
+
+enum class Threading { Blocks, Blas };
+
+class CpuPlan final : public Plan {
+ public:
+  CpuPlan(Program prog, const CompileOptions& opt) : prog_(std::move(prog)), max_batch_(opt.max_batch) {
+    threads_ = opt.threads > 0 ? opt.threads : omp_get_max_threads();
+    if (threads_ < 1) threads_ = 1;
+    const char* mode = std::getenv("FKB_CPU_THREADING");
+    threading_ = (mode && std::string(mode) == "blas") ? Threading::Blas : Threading::Blocks;
+
+    // Block size: the block's activations (all live slots) fill about half of the per-core L2 cache, so a
+    // GEMM's output tile is still in cache for the epilogue and for the next layer.
+    int64_t per_col = prog_.scratch_per_col;
+    for (auto f : prog_.slot_features) per_col += f;
+    for (int v : prog_.inputs) per_col += prog_.values[v].features;
+    long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    if (l2 <= 0) l2 = 1 << 20;
+    int64_t block = (l2 / 2) / (static_cast<int64_t>(sizeof(float)) * std::max<int64_t>(per_col, 1));
+    block = std::clamp<int64_t>(block / 16 * 16, 16, 1024);
+    block_ = env_int("FKB_CPU_BLOCK", block);
+    if (threading_ == Threading::Blas) block_ *= threads_;
+    block_ = std::min(block_, std::max<int64_t>(max_batch_, 1));
+    nworkers_ = threading_ == Threading::Blas ? 1 : threads_;
+
+    // Slot offsets (floats) inside one worker's workspace.
+    slot_off_.resize(prog_.slot_features.size());
+    int64_t off = 0;
+    for (size_t s = 0; s < prog_.slot_features.size(); ++s) {
+      slot_off_[s] = off;
+      off += round_up(prog_.slot_features[s] * block_, 16);
+    }
+    in_off_.resize(prog_.inputs.size());
+    for (size_t i = 0; i < prog_.inputs.size(); ++i) {
+      in_off_[i] = off;
+      off += round_up(prog_.values[prog_.inputs[i]].features * block_, 16);
+    }
+    scratch_off_ = off;
+    off += round_up(prog_.scratch_per_col * block_, 16);
+    for (int w = 0; w < nworkers_; ++w) {
+      Worker wk;
+      wk.mem = alloc_floats(off);
+      wk.vp.assign(prog_.values.size(), nullptr);
+      workers_.push_back(std::move(wk));
+    }
+    // An output produced by a step can be written straight into the caller's float32 buffer.
+    redirect_.assign(prog_.outputs.size(), false);
+    for (size_t i = 0; i < prog_.outputs.size(); ++i) {
+      const int v = prog_.outputs[i];
+      bool first = true;
+      for (size_t j = 0; j < i; ++j) first = first && prog_.outputs[j] != v;
+      redirect_[i] = first && prog_.values[v].input < 0;
+    }
+    size_t max_in = 1;
+    for (const auto& s : prog_.steps) max_in = std::max(max_in, s.in.size());
+    for (auto& wk : workers_) wk.ins.resize(max_in);
+  }
+
+  void run(const IoBinding& io, int64_t ncol) override {
+    if (ncol < 0) throw_error(Status::InvalidArgument, "ncol must be >= 0, got " + std::to_string(ncol));
+    if (ncol == 0) return;
+    if (ncol > max_batch_)
+      throw_error(Status::InvalidArgument, "CPU plan: ncol " + std::to_string(ncol) + " exceeds the plan's max_batch " +
+                                               std::to_string(max_batch_));
+    if (io.inputs.size() != prog_.inputs.size() || io.outputs.size() != prog_.outputs.size())
+      throw_error(Status::InvalidArgument, "CPU plan: got " + std::to_string(io.inputs.size()) + " input(s) and " +
+                                               std::to_string(io.outputs.size()) + " output(s), the model has " +
+                                               std::to_string(prog_.inputs.size()) + " and " +
+                                               std::to_string(prog_.outputs.size()));
+    for (auto p : io.inputs)
+      if (!p) throw_error(Status::InvalidArgument, "CPU plan: null input pointer");
+    for (auto p : io.outputs)
+      if (!p) throw_error(Status::InvalidArgument, "CPU plan: null output pointer");
+
+    if (threading_ == Threading::Blas) {
+      set_blas_threads(threads_);
+      for (int64_t c0 = 0; c0 < ncol; c0 += block_) run_block(0, io, c0, std::min(block_, ncol - c0));
+      return;
+    }
+    set_blas_threads(1);
+    // Enough blocks to keep every thread busy, none larger than the cache-sized block.
+    int64_t bs = block_;
+    if (threads_ > 1 && ncol < bs * threads_) bs = std::max<int64_t>(round_up((ncol + threads_ - 1) / threads_, 8), 8);
+    bs = std::min(bs, block_);
+    const int64_t nblocks = (ncol + bs - 1) / bs;
+    const int nt = static_cast<int>(std::min<int64_t>(threads_, nblocks));
+    if (nt <= 1) {
+      for (int64_t b = 0; b < nblocks; ++b) run_block(0, io, b * bs, std::min(bs, ncol - b * bs));
+      return;
+    }
+#pragma omp parallel num_threads(nt)
+    {
+      const int t = omp_get_thread_num();
+      for (int64_t b = t; b < nblocks; b += nt) run_block(t, io, b * bs, std::min(bs, ncol - b * bs));
+    }
+  }
+
+  int64_t max_batch() const override { return max_batch_; }
+  std::string device_name() const override {
+    return "cpu (" + std::to_string(threads_) + (threads_ == 1 ? " thread)" : " threads)");
+  }
+
+  int threads() const { return threads_; }
+
+ private:
+  struct Worker {
+    Buffer mem;
+    std::vector<float*> vp;          // pointer of each value for the current block
+    std::vector<const float*> ins;   // inputs of a merge/concat step
+  };
+
+  void run_block(int w, const IoBinding& io, int64_t col0, int64_t b) {
+    Worker& wk = workers_[w];
+    float* mem = wk.mem.get();
+    auto& vp = wk.vp;
+    for (size_t v = 0; v < prog_.values.size(); ++v)
+      if (prog_.values[v].slot >= 0) vp[v] = mem + slot_off_[prog_.values[v].slot];
+    for (size_t i = 0; i < prog_.inputs.size(); ++i) {
+      const int v = prog_.inputs[i];
+      const int64_t f = prog_.values[v].features;
+      if (io.input_dtype == DType::F32) {
+        vp[v] = const_cast<float*>(static_cast<const float*>(io.inputs[i])) + col0 * f;
+      } else {
+        vp[v] = mem + in_off_[i];
+        convert_f64_to_f32(static_cast<const double*>(io.inputs[i]) + col0 * f, vp[v], b * f);
+      }
+    }
+    if (io.output_dtype == DType::F32)
+      for (size_t i = 0; i < prog_.outputs.size(); ++i)
+        if (redirect_[i]) {
+          const int v = prog_.outputs[i];
+          vp[v] = static_cast<float*>(io.outputs[i]) + col0 * prog_.values[v].features;
+        }
+
+    for (const Step& s : prog_.steps) {
+      float* out = vp[s.out];
+      const int64_t fout = prog_.values[s.out].features;
+      switch (s.kind) {
+        case StepKind::Gemm:
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(b * s.rows_per_col),
+                      static_cast<int>(s.n), static_cast<int>(s.k), 1.0f, vp[s.in[0]], static_cast<int>(s.k),
+                      s.w.data(), static_cast<int>(s.n), 0.0f, out, static_cast<int>(s.n));
+          if (!s.epi.is_identity()) apply_epilogue(s.epi, out, b, fout);
+          break;
+        case StepKind::Conv1D: {
+          const float* a = vp[s.in[0]];
+          const bool direct = s.ksize == 1 && s.stride == 1 && s.pad_left == 0 && s.steps_out == s.steps_in;
+          if (!direct) {
+            float* scratch = mem + scratch_off_;
+            im2col_1d(s, a, scratch, b);
+            a = scratch;
+          }
+          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(b * s.steps_out),
+                      static_cast<int>(s.n), static_cast<int>(s.k), 1.0f, a, static_cast<int>(s.k), s.w.data(),
+                      static_cast<int>(s.n), 0.0f, out, static_cast<int>(s.n));
+          if (!s.epi.is_identity()) apply_epilogue(s.epi, out, b, fout);
+          break;
+        }
+        case StepKind::Affine: apply_affine(s, vp[s.in[0]], out, b, fout); break;
+        case StepKind::Act: apply_activation(s, vp[s.in[0]], out, b, fout); break;
+        case StepKind::Merge:
+        case StepKind::Concat: {
+          const float** in = wk.ins.data();
+          for (size_t i = 0; i < s.in.size(); ++i) in[i] = vp[s.in[i]];
+          if (s.kind == StepKind::Merge)
+            apply_merge(s, in, static_cast<int>(s.in.size()), out, b, fout);
+          else
+            apply_concat(s, in, out, b);
+          break;
+        }
+      }
+    }
+    for (size_t i = 0; i < prog_.outputs.size(); ++i) {
+      const int v = prog_.outputs[i];
+      const int64_t f = prog_.values[v].features;
+      if (io.output_dtype == DType::F64)
+        convert_f32_to_f64(vp[v], static_cast<double*>(io.outputs[i]) + col0 * f, b * f);
+      else if (!redirect_[i])
+        std::memcpy(static_cast<float*>(io.outputs[i]) + col0 * f, vp[v], sizeof(float) * static_cast<size_t>(b * f));
+    }
+  }
+
+  Program prog_;
+  int64_t max_batch_;
+  int threads_ = 1;
+  int nworkers_ = 1;
+  Threading threading_ = Threading::Blocks;
+  int64_t block_ = 256;
+  std::vector<int64_t> slot_off_, in_off_;
+  int64_t scratch_off_ = 0;
+  std::vector<Worker> workers_;
+  std::vector<bool> redirect_;
+};
+
+class CpuBackend final : public Backend {
+ public:
+  std::string name() const override { return "cpu"; }
+
+  bool supports(const Model&, const Node& node, std::string* why) const override { return cpu_supports(node, why); }
+
+  std::unique_ptr<Plan> compile(const Model& model, const CompileOptions& options) const override {
+    if (options.precision != Precision::FP32)
+      throw_error(Status::Unsupported, std::string("the CPU backend does not support precision '") +
+                                           precision_name(options.precision) + "'; accepted values: fp32");
+    if (options.max_batch < 1)
+      throw_error(Status::InvalidArgument, "max_batch must be >= 1, got " + std::to_string(options.max_batch));
+    if (options.threads < 0)
+      throw_error(Status::InvalidArgument, "threads must be >= 0 (0 = all cores), got " +
+                                               std::to_string(options.threads));
+    for (const auto& n : model.nodes) {
+      std::string why;
+      if (!cpu_supports(n, &why)) throw_error(Status::Unsupported, "layer '" + n.name + "': " + why);
+    }
+    return std::make_unique<CpuPlan>(compile_program(model), options);
+  }
+};
+
+}  // namespace
+}  // namespace cpu
+
+std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<cpu::CpuBackend>(); }
+
+}  // namespace fkb

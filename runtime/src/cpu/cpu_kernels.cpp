@@ -1,0 +1,166 @@
+// CPU element-wise kernels. The activation math is activations.hpp's (the single definition shared with
+// CUDA); here it is only instantiated per activation kind so that each loop compiles to straight-line,
+// vectorizable code (the switch in activate() folds away for a constant kind).
+#include "cpu/cpu_kernels.hpp"
+
+#include <cmath>
+#include <cstring>
+
+namespace fkb::cpu {
+
+namespace {
+
+template <ActKind K>
+void epilogue_rows(float* __restrict y, int64_t ncol, int64_t nf, const float* __restrict bias, const ActParams p,
+                   const float* __restrict alpha) {
+  for (int64_t c = 0; c < ncol; ++c) {
+    float* __restrict row = y + c * nf;
+    if (K == ActKind::PRelu) {
+      for (int64_t f = 0; f < nf; ++f) {
+        const float v = bias ? row[f] + bias[f] : row[f];
+        row[f] = v >= 0.0f ? v : alpha[f] * v;
+      }
+    } else if (bias) {
+      for (int64_t f = 0; f < nf; ++f) row[f] = activate(K, row[f] + bias[f], p);
+    } else {
+      for (int64_t f = 0; f < nf; ++f) row[f] = activate(K, row[f], p);
+    }
+  }
+}
+
+using EpilogueFn = void (*)(float*, int64_t, int64_t, const float*, ActParams, const float*);
+
+EpilogueFn epilogue_fn(ActKind k) {
+  switch (k) {
+#define FKB_CASE(K) \
+  case ActKind::K: return &epilogue_rows<ActKind::K>;
+    FKB_CASE(Linear)
+    FKB_CASE(Relu)
+    FKB_CASE(LeakyRelu)
+    FKB_CASE(Elu)
+    FKB_CASE(Selu)
+    FKB_CASE(Gelu)
+    FKB_CASE(GeluTanh)
+    FKB_CASE(Sigmoid)
+    FKB_CASE(HardSigmoidK2)
+    FKB_CASE(HardSigmoidK3)
+    FKB_CASE(HardSilu)
+    FKB_CASE(Tanh)
+    FKB_CASE(Softplus)
+    FKB_CASE(Softsign)
+    FKB_CASE(Swish)
+    FKB_CASE(Mish)
+    FKB_CASE(Exponential)
+    FKB_CASE(PRelu)
+#undef FKB_CASE
+    case ActKind::Softmax: return &epilogue_rows<ActKind::Linear>;
+  }
+  return &epilogue_rows<ActKind::Linear>;
+}
+
+}  // namespace
+
+void apply_epilogue(const Epilogue& e, float* y, int64_t ncol, int64_t features) {
+  const float* bias = e.bias.empty() ? nullptr : e.bias.data();
+  if (bias || e.act != ActKind::Linear)
+    epilogue_fn(e.act)(y, ncol, features, bias, e.params, e.alpha.empty() ? nullptr : e.alpha.data());
+  if (e.softmax_len > 0) {
+    const int64_t rows = ncol * features / e.softmax_len;
+    for (int64_t r = 0; r < rows; ++r) softmax_row(y + r * e.softmax_len, e.softmax_len);
+  }
+}
+
+void apply_affine(const Step& s, const float* __restrict in, float* __restrict out, int64_t ncol, int64_t nf) {
+  const float* __restrict sc = s.scale.data();
+  const float* __restrict sh = s.shift.data();
+  for (int64_t c = 0; c < ncol; ++c) {
+    const float* __restrict x = in + c * nf;
+    float* __restrict y = out + c * nf;
+    if (s.subtract_first)
+      for (int64_t f = 0; f < nf; ++f) y[f] = (x[f] - sh[f]) * sc[f];
+    else
+      for (int64_t f = 0; f < nf; ++f) y[f] = x[f] * sc[f] + sh[f];
+  }
+  if (!s.epi.is_identity()) apply_epilogue(s.epi, out, ncol, nf);
+}
+
+void apply_activation(const Step& s, const float* in, float* out, int64_t ncol, int64_t nf) {
+  std::memcpy(out, in, sizeof(float) * static_cast<size_t>(ncol * nf));
+  apply_epilogue(s.epi, out, ncol, nf);
+}
+
+void apply_merge(const Step& s, const float* const* in, int nin, float* __restrict out, int64_t ncol, int64_t nf) {
+  const int64_t n = ncol * nf;
+  std::memcpy(out, in[0], sizeof(float) * static_cast<size_t>(n));
+  for (int i = 1; i < nin; ++i) {
+    const float* __restrict x = in[i];
+    switch (s.merge) {
+      case OpKind::Add:
+      case OpKind::Average:
+        for (int64_t j = 0; j < n; ++j) out[j] += x[j];
+        break;
+      case OpKind::Subtract:
+        for (int64_t j = 0; j < n; ++j) out[j] -= x[j];
+        break;
+      case OpKind::Multiply:
+        for (int64_t j = 0; j < n; ++j) out[j] *= x[j];
+        break;
+      // Keras ops.maximum/minimum; NaN in either operand gives NaN as in TensorFlow.
+      case OpKind::Maximum:
+        for (int64_t j = 0; j < n; ++j) out[j] = (out[j] != out[j] || x[j] != x[j]) ? NAN : std::fmax(out[j], x[j]);
+        break;
+      case OpKind::Minimum:
+        for (int64_t j = 0; j < n; ++j) out[j] = (out[j] != out[j] || x[j] != x[j]) ? NAN : std::fmin(out[j], x[j]);
+        break;
+      default: break;
+    }
+  }
+  if (s.merge == OpKind::Average) {
+    const float d = static_cast<float>(nin);  // Keras divides the sum by the number of inputs
+    for (int64_t j = 0; j < n; ++j) out[j] /= d;
+  }
+  if (!s.epi.is_identity()) apply_epilogue(s.epi, out, ncol, nf);
+}
+
+void apply_concat(const Step& s, const float* const* in, float* out, int64_t ncol) {
+  int64_t total = 0;
+  for (auto v : s.inner) total += v;
+  for (int64_t c = 0; c < ncol; ++c) {
+    float* y = out + c * total * s.outer;
+    for (int64_t o = 0; o < s.outer; ++o) {
+      for (size_t i = 0; i < s.inner.size(); ++i) {
+        const int64_t w = s.inner[i];
+        std::memcpy(y, in[i] + (c * s.outer + o) * w, sizeof(float) * static_cast<size_t>(w));
+        y += w;
+      }
+    }
+  }
+}
+
+void im2col_1d(const Step& s, const float* in, float* out, int64_t ncol) {
+  const size_t row = sizeof(float) * static_cast<size_t>(s.cin);
+  for (int64_t c = 0; c < ncol; ++c) {
+    const float* x = in + c * s.steps_in * s.cin;
+    float* y = out + c * s.steps_out * s.k;
+    for (int64_t t = 0; t < s.steps_out; ++t) {
+      for (int64_t j = 0; j < s.ksize; ++j) {
+        const int64_t src = t * s.stride + j * s.dilation - s.pad_left;
+        if (src >= 0 && src < s.steps_in)
+          std::memcpy(y, x + src * s.cin, row);
+        else
+          std::memset(y, 0, row);
+        y += s.cin;
+      }
+    }
+  }
+}
+
+void convert_f64_to_f32(const double* __restrict in, float* __restrict out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = static_cast<float>(in[i]);
+}
+
+void convert_f32_to_f64(const float* __restrict in, double* __restrict out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = static_cast<double>(in[i]);
+}
+
+}  // namespace fkb::cpu

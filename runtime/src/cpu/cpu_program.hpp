@@ -1,0 +1,92 @@
+// The CPU backend's compiled form of a model: a flat list of steps over numbered values.
+//
+// compile_program() lowers the IR once per plan: Dropout, Flatten and Reshape become aliases (no data
+// moves: a column's data is contiguous whatever its shape), BatchNormalization and the other per-feature
+// affine layers are folded into an adjacent Dense/Conv1D where that is exact up to rounding, element-wise
+// activations are fused into the epilogue of the step that produces their input, and every value gets a
+// workspace slot from a liveness allocator so a plain MLP needs two buffers.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "fkb/activations.hpp"
+#include "fkb/model.hpp"
+
+namespace fkb::cpu {
+
+/// Applied in one pass to each output tile after the main operation: y = act(y + bias), then an
+/// optional softmax over rows of `softmax_len` values.
+struct Epilogue {
+  std::vector<float> bias;   ///< one per feature of the output value (empty: no bias)
+  ActKind act = ActKind::Linear;
+  ActParams params;
+  std::vector<float> alpha;  ///< PReLU slope, one per feature of the output value
+  int64_t softmax_len = 0;   ///< > 0: softmax over consecutive rows of this length
+  bool is_identity() const { return bias.empty() && act == ActKind::Linear && softmax_len == 0; }
+};
+
+enum class StepKind {
+  Gemm,    ///< out[r][n] = sum_k in[r][k] W[k][n] over rows r = columns x rows_per_col
+  Conv1D,  ///< im2col into scratch, then a GEMM
+  Affine,  ///< out[f] = in[f] * scale[f] + shift[f]  (BatchNorm, Rescaling; Normalization: see subtract_first)
+  Act,     ///< element-wise activation / softmax only (the epilogue, out of place)
+  Merge,   ///< Add, Subtract, Multiply, Average, Maximum, Minimum over equal shapes
+  Concat,  ///< concatenation along a per-column axis
+};
+
+struct Step {
+  StepKind kind = StepKind::Act;
+  std::string name;          ///< the Keras layer(s) it computes, for messages
+  std::vector<int> in;       ///< value ids read
+  int out = -1;              ///< value id written
+  // Gemm / Conv1D
+  int64_t rows_per_col = 1;  ///< GEMM rows per column (Dense on (steps, channels) inputs: steps)
+  int64_t k = 0, n = 0;      ///< GEMM inner and output sizes; W is [k][n] row-major
+  std::vector<float> w;
+  // Conv1D geometry (channels_last): input (steps_in, cin), output (steps_out, n)
+  int64_t steps_in = 0, cin = 0, ksize = 1, stride = 1, dilation = 1, pad_left = 0, steps_out = 0;
+  // Affine
+  std::vector<float> scale, shift;  ///< one per feature of the value
+  bool subtract_first = false;      ///< out = (in - shift) * scale (Keras Normalization's form)
+  // Merge
+  OpKind merge = OpKind::Add;
+  // Concat: per column, `outer` repetitions of each input's `inner[i]` contiguous values
+  int64_t outer = 1;
+  std::vector<int64_t> inner;
+
+  Epilogue epi;
+};
+
+struct Value {
+  int64_t features = 0;  ///< floats per column
+  int input = -1;        ///< >= 0: model input number (data read from the caller's buffer)
+  int slot = -1;         ///< workspace slot (for values produced by steps)
+};
+
+struct Program {
+  std::vector<Value> values;
+  std::vector<Step> steps;
+  std::vector<int> inputs;   ///< value id of each model input
+  std::vector<int> outputs;  ///< value id of each model output
+  std::vector<int64_t> slot_features;  ///< floats per column of each workspace slot
+  int64_t scratch_per_col = 0;         ///< Conv1D im2col floats per column
+  int64_t flops_per_col = 0;
+  std::vector<std::string> notes;      ///< what was folded/fused (for verbose output and tests)
+};
+
+/// Options of the lowering (tests turn folding off to check that folded equals unfolded).
+struct LowerOptions {
+  bool fold_affine = true;    ///< fold BatchNorm/Normalization/Rescaling into an adjacent Dense/Conv1D
+  bool fuse_activations = true;
+};
+
+/// Lower a model (shapes inferred) to a program. Throws Unsupported naming the layer for layers the CPU
+/// backend cannot run (custom layers).
+Program compile_program(const Model& model, const LowerOptions& options = {});
+
+/// Whether the CPU backend can run this node; `why` gets the reason when not.
+bool cpu_supports(const Node& node, std::string* why);
+
+}  // namespace fkb::cpu
