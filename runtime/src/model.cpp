@@ -49,6 +49,13 @@ const char* op_name(OpKind op) {
   return "?";
 }
 
+const Array* Node::find(const std::string& role) const {
+  auto it = weights.find(role);
+  if (it != weights.end()) return &it->second;
+  auto c = constants.find(role);
+  return c != constants.end() ? &c->second : nullptr;
+}
+
 int64_t Node::param_count() const {
   int64_t n = 0;
   for (const auto& kv : weights) n += kv.second.size();
@@ -149,9 +156,9 @@ int per_column_axis(const Node& n, int axis, size_t rank) {
 }
 
 void check_weight(const Node& n, const char* role, const Shape& expected) {
-  auto it = n.weights.find(role);
-  if (it == n.weights.end()) return;
-  const Array& a = it->second;
+  const Array* found = n.find(role);
+  if (!found) return;
+  const Array& a = *found;
   if (shape_size(a.shape) != shape_size(expected) || (a.shape.size() == expected.size() && a.shape != expected))
     shape_error(n, std::string("weight '") + role + "' has shape " + shape_str(a.shape) + " but the config implies " +
                        shape_str(expected));
@@ -159,7 +166,7 @@ void check_weight(const Node& n, const char* role, const Shape& expected) {
 }
 
 void require_weight(const Node& n, const char* role) {
-  if (!n.weights.count(role)) shape_error(n, std::string("weight '") + role + "' is missing from the file");
+  if (!n.find(role)) shape_error(n, std::string("weight '") + role + "' is missing from the file");
 }
 
 }  // namespace
@@ -213,7 +220,7 @@ void Model::infer_shapes() {
                                                " is not supported; FKB supports softmax over the last axis");
         if (n.activation.kind == ActKind::PRelu) {
           require_weight(n, "alpha");
-          const int64_t na = n.weights.at("alpha").size();
+          const int64_t na = n.find("alpha")->size();
           if (na != shape_size(in) && na != in.back() && na != 1)
             shape_error(n, "PReLU alpha has " + std::to_string(na) + " values for an input of shape " + shape_str(in));
         }
@@ -232,13 +239,22 @@ void Model::infer_shapes() {
         n.shape = in;
         require_weight(n, "mean");
         require_weight(n, "variance");
-        const int64_t nm = n.weights.at("mean").size();
+        const int64_t nm = n.find("mean")->size();
         if (nm != 1 && nm != in.back() && nm != shape_size(in))
           shape_error(n, "mean has " + std::to_string(nm) + " values for an input of shape " + shape_str(in));
-        if (n.weights.at("variance").size() != nm) shape_error(n, "mean and variance differ in size");
+        if (n.find("variance")->size() != nm) shape_error(n, "mean and variance differ in size");
         break;
       }
-      case OpKind::Rescaling: n.shape = in; break;
+      case OpKind::Rescaling: {
+        n.shape = in;
+        for (const char* r : {"scale", "offset"}) {
+          const Array* a = n.find(r);
+          if (a && a->size() != 1 && a->size() != in.back())
+            shape_error(n, std::string(r) + " has " + std::to_string(a->size()) + " values for an input of shape " +
+                               shape_str(in) + "; FKB supports a scalar or one value per last-axis feature");
+        }
+        break;
+      }
       case OpKind::Add:
       case OpKind::Subtract:
       case OpKind::Multiply:

@@ -37,7 +37,7 @@ enum class OpKind {
   Activation,     ///< element-wise activation (Activation, LeakyReLU, ReLU, ELU, PReLU, Softmax layers)
   Dropout,        ///< identity at inference (also GaussianNoise/GaussianDropout/AlphaDropout, SpatialDropout1D)
   BatchNorm,      ///< (x - mean) / sqrt(var + eps) * gamma + beta over `axis`
-  Normalization,  ///< (x - mean) / sqrt(max(var, eps)) over the last axis (Keras preprocessing Normalization)
+  Normalization,  ///< (x - mean) / max(sqrt(var), epsilon=1e-7) over the last axis (Keras Normalization layer)
   Rescaling,      ///< x * scale + offset
   Add,
   Subtract,
@@ -85,9 +85,17 @@ struct Node {
 
   Shape target_shape;       ///< Reshape
 
-  /// Weights by role: "kernel", "bias", "gamma", "beta", "moving_mean", "moving_variance", "mean",
-  /// "variance", "alpha" (PReLU), "scale", "offset" (Rescaling, broadcast).
+  /// Keras variables by role: "kernel", "bias", "gamma", "beta", "moving_mean", "moving_variance",
+  /// "mean", "variance", "count" (adapted Normalization; count is unused), "alpha" (PReLU).
+  /// These are what Keras' count_params() counts.
   std::map<std::string, Array> weights;
+  /// Values that come from the layer config, not from Keras variables (not counted as parameters):
+  /// "scale", "offset" (Rescaling, size 1 = broadcast, else per last axis), "mean", "variance"
+  /// (Normalization built with mean/variance arguments).
+  std::map<std::string, Array> constants;
+
+  /// The array of a role from `weights`, else from `constants`; nullptr when absent. Use this in backends.
+  const Array* find(const std::string& role) const;
 
   std::string config_json;  ///< the layer's Keras config as JSON text (kept for custom layers and writers)
 

@@ -1,0 +1,744 @@
+#include "loader/keras_config.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cmath>
+#include <functional>
+#include <map>
+#include <regex>
+#include <set>
+
+#include "fkb/error.hpp"
+
+namespace fkb::keras {
+
+namespace {
+
+[[noreturn]] void format_error(const std::string& where, const std::string& what) {
+  throw_error(Status::FormatError, where + ": " + what);
+}
+
+bool is_model_class(const std::string& cls) {
+  return cls == "Sequential" || cls == "Functional" || cls == "Model";
+}
+
+// Layer classes FKB executes (DESIGN.md "Layers"), by the op they become.
+const std::map<std::string, OpKind>& layer_ops() {
+  static const std::map<std::string, OpKind> ops = {
+      {"InputLayer", OpKind::Input},
+      {"Dense", OpKind::Dense},
+      {"Activation", OpKind::Activation},
+      {"LeakyReLU", OpKind::Activation},
+      {"ReLU", OpKind::Activation},
+      {"ELU", OpKind::Activation},
+      {"PReLU", OpKind::Activation},
+      {"Softmax", OpKind::Activation},
+      {"Dropout", OpKind::Dropout},
+      {"SpatialDropout1D", OpKind::Dropout},
+      {"GaussianNoise", OpKind::Dropout},
+      {"GaussianDropout", OpKind::Dropout},
+      {"AlphaDropout", OpKind::Dropout},
+      {"ActivityRegularization", OpKind::Dropout},
+      {"BatchNormalization", OpKind::BatchNorm},
+      {"Normalization", OpKind::Normalization},
+      {"Rescaling", OpKind::Rescaling},
+      {"Add", OpKind::Add},
+      {"Subtract", OpKind::Subtract},
+      {"Multiply", OpKind::Multiply},
+      {"Average", OpKind::Average},
+      {"Maximum", OpKind::Maximum},
+      {"Minimum", OpKind::Minimum},
+      {"Concatenate", OpKind::Concatenate},
+      {"Flatten", OpKind::Flatten},
+      {"Reshape", OpKind::Reshape},
+      {"Conv1D", OpKind::Conv1D},
+  };
+  return ops;
+}
+
+std::string supported_list() {
+  std::string s;
+  for (const auto& kv : layer_ops()) s += (s.empty() ? "" : ", ") + kv.first;
+  return s + ", and nested Sequential/Functional models";
+}
+
+// Keras 3 configs name the class in "class_name" and may add "module"/"registered_name"; a registered
+// custom class shows up as "package>Name".
+std::string class_of(const json& layer) {
+  if (!layer.is_object() || !layer.contains("class_name") || !layer["class_name"].is_string())
+    return "";
+  return layer["class_name"].get<std::string>();
+}
+
+json yaml_to_json(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Null:
+    case YAML::NodeType::Undefined: return nullptr;
+    case YAML::NodeType::Sequence: {
+      json a = json::array();
+      for (const auto& c : n) a.push_back(yaml_to_json(c));
+      return a;
+    }
+    case YAML::NodeType::Map: {
+      json o = json::object();
+      for (const auto& kv : n) o[kv.first.as<std::string>()] = yaml_to_json(kv.second);
+      return o;
+    }
+    case YAML::NodeType::Scalar: {
+      const std::string s = n.Scalar();
+      if (n.Tag() == "!") return s;  // quoted scalar: always a string
+      if (s == "null" || s == "~" || s.empty()) return nullptr;
+      if (s == "true" || s == "True") return true;
+      if (s == "false" || s == "False") return false;
+      if (s == ".inf") return INFINITY;
+      try {
+        size_t pos = 0;
+        long long v = std::stoll(s, &pos);
+        if (pos == s.size()) return v;
+      } catch (...) {
+      }
+      try {
+        size_t pos = 0;
+        double v = std::stod(s, &pos);
+        if (pos == s.size()) return v;
+      } catch (...) {
+      }
+      return s;
+    }
+  }
+  return nullptr;
+}
+
+// Shape from [null, 94] / [None, 30, 3]: drop the batch dimension.
+Shape batch_shape_to_shape(const json& s, const std::string& where, const std::string& layer) {
+  if (!s.is_array() || s.empty()) format_error(where, "layer '" + layer + "' has an invalid input shape " + s.dump());
+  Shape out;
+  for (size_t i = 1; i < s.size(); ++i) {
+    if (!s[i].is_number_integer())
+      throw_error(Status::Unsupported, where + ": layer '" + layer + "' has input shape " + s.dump() +
+                                           " with an unknown dimension; FKB needs fixed per-column shapes");
+    out.push_back(s[i].get<int64_t>());
+  }
+  return out;
+}
+
+// Input shape stated on a layer config, if any (batch_input_shape, batch_shape or input_shape).
+bool stated_input_shape(const json& cfg, Shape* out, const std::string& where, const std::string& layer) {
+  for (const char* key : {"batch_input_shape", "batch_shape"}) {
+    if (cfg.contains(key) && cfg[key].is_array()) {
+      *out = batch_shape_to_shape(cfg[key], where, layer);
+      return true;
+    }
+  }
+  if (cfg.contains("input_shape") && cfg["input_shape"].is_array()) {
+    json s = json::array({nullptr});
+    for (const auto& v : cfg["input_shape"]) s.push_back(v);
+    *out = batch_shape_to_shape(s, where, layer);
+    return true;
+  }
+  return false;
+}
+
+float num(const json& cfg, const char* key, float dflt) {
+  if (!cfg.contains(key) || cfg[key].is_null()) return dflt;
+  if (!cfg[key].is_number())
+    throw_error(Status::FormatError, std::string("config value '") + key + "' is not a number: " + cfg[key].dump());
+  return cfg[key].get<float>();
+}
+
+int64_t int_or_first(const json& v, int64_t dflt) {
+  if (v.is_null()) return dflt;
+  if (v.is_array()) return v.empty() ? dflt : v[0].get<int64_t>();
+  return v.get<int64_t>();
+}
+
+Activation named_activation(const std::string& raw, int keras_major, const std::string& where) {
+  Activation a;
+  a.keras_name = raw;
+  std::string name = raw;
+  if (name.rfind("keras.activations.", 0) == 0) name = name.substr(18);
+  static const std::map<std::string, ActKind> simple = {
+      {"linear", ActKind::Linear},       {"relu", ActKind::Relu},         {"elu", ActKind::Elu},
+      {"selu", ActKind::Selu},           {"gelu", ActKind::Gelu},         {"sigmoid", ActKind::Sigmoid},
+      {"tanh", ActKind::Tanh},           {"softplus", ActKind::Softplus}, {"softsign", ActKind::Softsign},
+      {"swish", ActKind::Swish},         {"silu", ActKind::Swish},        {"mish", ActKind::Mish},
+      {"exponential", ActKind::Exponential}, {"softmax", ActKind::Softmax}, {"hard_silu", ActKind::HardSilu},
+      {"hard_swish", ActKind::HardSilu},
+  };
+  if (name.empty() || name == "None") {
+    a.kind = ActKind::Linear;
+    a.keras_name = "linear";
+    return a;
+  }
+  auto it = simple.find(name);
+  if (it != simple.end()) {
+    a.kind = it->second;
+    if (a.kind == ActKind::Elu) a.params.alpha = 1.0f;
+    return a;
+  }
+  if (name == "relu6") {
+    a.kind = ActKind::Relu;
+    a.params.max_value = 6.0f;
+    return a;
+  }
+  if (name == "leaky_relu") {
+    // The *function* keras.activations.leaky_relu / tf.nn.leaky_relu defaults to 0.2 (the layer to 0.3).
+    a.kind = ActKind::LeakyRelu;
+    a.params.alpha = 0.2f;
+    return a;
+  }
+  if (name == "hard_sigmoid") {
+    // Keras 2: clip(0.2 x + 0.5); Keras 3: relu6(x + 3) / 6.
+    a.kind = keras_major >= 3 ? ActKind::HardSigmoidK3 : ActKind::HardSigmoidK2;
+    return a;
+  }
+  throw_error(Status::Unsupported, where + ": activation '" + raw +
+                                       "' is not supported; FKB supports linear, relu, relu6, leaky_relu, elu, selu, "
+                                       "gelu, sigmoid, hard_sigmoid, hard_silu, tanh, softplus, softsign, swish/silu, "
+                                       "mish, exponential, softmax");
+}
+
+Activation activation_layer(const std::string& cls, const json& cfg, int keras_major, const std::string& where);
+
+Activation parse_activation(const json& a, int keras_major, const std::string& where) {
+  if (a.is_null()) return named_activation("linear", keras_major, where);
+  if (a.is_string()) return named_activation(a.get<std::string>(), keras_major, where);
+  if (a.is_object()) {
+    const std::string cls = class_of(a);
+    const json cfg = a.contains("config") ? a["config"] : json::object();
+    if (cfg.is_string()) return named_activation(cfg.get<std::string>(), keras_major, where);
+    if (cls == "LeakyReLU" || cls == "ReLU" || cls == "ELU" || cls == "Softmax")
+      return activation_layer(cls, cfg, keras_major, where);
+    if (cfg.is_object() && cfg.contains("name") && cfg["name"].is_string())
+      return named_activation(cfg["name"].get<std::string>(), keras_major, where);
+    if (!cls.empty() && cls != "function") return named_activation(cls, keras_major, where);
+  }
+  throw_error(Status::Unsupported, where + ": activation " + a.dump() + " is not supported");
+}
+
+Activation activation_layer(const std::string& cls, const json& cfg, int keras_major, const std::string& where) {
+  Activation a;
+  if (cls == "Activation") return parse_activation(cfg.value("activation", json("linear")), keras_major, where);
+  if (cls == "LeakyReLU") {
+    a.kind = ActKind::LeakyRelu;
+    // Keras 2 `alpha`, Keras 3 `negative_slope`; the layer's default is 0.3 in both.
+    a.params.alpha = cfg.contains("negative_slope") ? num(cfg, "negative_slope", 0.3f) : num(cfg, "alpha", 0.3f);
+    a.keras_name = "leaky_relu(" + std::to_string(a.params.alpha).substr(0, 6) + ")";
+    return a;
+  }
+  if (cls == "ReLU") {
+    a.kind = ActKind::Relu;
+    a.params.alpha = num(cfg, "negative_slope", 0.0f);
+    a.params.max_value = num(cfg, "max_value", INFINITY);
+    a.params.threshold = num(cfg, "threshold", 0.0f);
+    a.keras_name = "relu";
+    return a;
+  }
+  if (cls == "ELU") {
+    a.kind = ActKind::Elu;
+    a.params.alpha = num(cfg, "alpha", 1.0f);
+    a.keras_name = "elu";
+    return a;
+  }
+  if (cls == "Softmax") {
+    a.kind = ActKind::Softmax;
+    a.keras_name = "softmax";
+    return a;
+  }
+  if (cls == "PReLU") {
+    a.kind = ActKind::PRelu;
+    a.keras_name = "prelu";
+    return a;
+  }
+  throw_error(Status::Internal, "not an activation layer: " + cls);
+}
+
+LayerSpec parse_layer(const json& layer, const std::string& where);
+
+void parse_model_body(LayerSpec& spec, const json& cfg, const std::string& where) {
+  spec.is_model = true;
+  spec.sequential = spec.cls == "Sequential";
+  json layers;
+  if (cfg.is_array()) {
+    layers = cfg;  // Keras <= 2.1 Sequential: the config is the layer list itself
+  } else {
+    if (!cfg.contains("layers") || !cfg["layers"].is_array())
+      format_error(where, "model '" + spec.name + "' config has no 'layers' list");
+    layers = cfg["layers"];
+    if (cfg.contains("input_layers")) spec.input_layers = cfg["input_layers"];
+    if (cfg.contains("output_layers")) spec.output_layers = cfg["output_layers"];
+    if (spec.cls == "Model" && !cfg.contains("input_layers")) spec.sequential = true;
+  }
+  for (const auto& l : layers) spec.layers.push_back(parse_layer(l, where));
+  if (spec.sequential && cfg.is_object() && cfg.contains("build_input_shape") && !spec.layers.empty() &&
+      spec.layers[0].cls != "InputLayer") {
+    // Keras 3 Sequential built from an input shape: keep it on the first layer.
+    if (!spec.layers[0].config.contains("batch_input_shape") && !spec.layers[0].config.contains("batch_shape"))
+      spec.layers[0].config["batch_shape"] = cfg["build_input_shape"];
+  }
+  if (!spec.sequential) {
+    // Keras 3 writes a single input/output as [name, 0, 0] instead of [[name, 0, 0]].
+    for (json* io : {&spec.input_layers, &spec.output_layers}) {
+      if (io->is_array() && !io->empty() && (*io)[0].is_string()) *io = json::array({*io});
+      if (!io->is_array() || io->empty())
+        format_error(where, "functional model '" + spec.name + "' has no input_layers/output_layers");
+    }
+  }
+}
+
+LayerSpec parse_layer(const json& layer, const std::string& where) {
+  if (!layer.is_object()) format_error(where, "a layer entry is not an object: " + layer.dump().substr(0, 200));
+  LayerSpec spec;
+  spec.cls = class_of(layer);
+  if (spec.cls.empty()) format_error(where, "a layer entry has no class_name: " + layer.dump().substr(0, 200));
+  spec.config = layer.contains("config") ? layer["config"] : json::object();
+  if (spec.config.is_object() && spec.config.contains("name") && spec.config["name"].is_string())
+    spec.name = spec.config["name"].get<std::string>();
+  if (layer.contains("name") && layer["name"].is_string()) spec.name = layer["name"].get<std::string>();
+  if (spec.config.is_object() && spec.config.contains("trainable") && spec.config["trainable"].is_boolean())
+    spec.trainable = spec.config["trainable"].get<bool>();
+  if (layer.contains("inbound_nodes")) spec.inbound_nodes = layer["inbound_nodes"];
+  if (is_model_class(spec.cls)) parse_model_body(spec, spec.config, where);
+  return spec;
+}
+
+}  // namespace
+
+json parse_config_text(const std::string& text, const std::string& where, bool yaml) {
+  if (yaml) {
+    try {
+      return yaml_to_json(YAML::Load(text));
+    } catch (const YAML::Exception& e) {
+      format_error(where, std::string("the model config is not valid YAML: ") + e.what());
+    }
+  }
+  try {
+    return json::parse(text);
+  } catch (const json::parse_error& e) {
+    format_error(where, std::string("the model config is not valid JSON: ") + e.what());
+  }
+}
+
+LayerSpec parse_model_config(const json& doc, const std::string& where) {
+  if (!doc.is_object()) format_error(where, "the model config is not a JSON object");
+  const std::string cls = class_of(doc);
+  if (!is_model_class(cls))
+    throw_error(Status::Unsupported, where + ": top-level class '" + cls +
+                                         "' is not a Keras model; FKB reads Sequential, Functional and Model configs");
+  return parse_layer(doc, where);
+}
+
+std::string to_snake_case(const std::string& name) {
+  // keras/src/utils/naming.py to_snake_case
+  std::string s = std::regex_replace(name, std::regex("\\W+"), "");
+  s = std::regex_replace(s, std::regex("(.)([A-Z][a-z]+)"), "$1_$2");
+  s = std::regex_replace(s, std::regex("([a-z])([A-Z])"), "$1_$2");
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::vector<VarSpec> own_variables(const LayerSpec& l, int /*keras_major*/) {
+  std::vector<VarSpec> v;
+  const json& c = l.config;
+  const bool t = l.trainable;
+  if (l.cls == "Dense" || l.cls == "Conv1D") {
+    v.push_back({"kernel", t});
+    if (c.value("use_bias", true)) v.push_back({"bias", t});
+  } else if (l.cls == "BatchNormalization") {
+    if (c.value("scale", true)) v.push_back({"gamma", t});
+    if (c.value("center", true)) v.push_back({"beta", t});
+    v.push_back({"moving_mean", false});
+    v.push_back({"moving_variance", false});
+  } else if (l.cls == "PReLU") {
+    v.push_back({"alpha", t});
+  } else if (l.cls == "Normalization") {
+    const bool given = c.contains("mean") && !c["mean"].is_null();
+    if (!given) {
+      v.push_back({"mean", false});
+      v.push_back({"variance", false});
+      v.push_back({"count", false});
+    }
+  }
+  return v;
+}
+
+void check_supported(const LayerSpec& l, const std::string& where) {
+  if (l.is_model) return;
+  if (layer_ops().count(l.cls)) {
+    if (l.cls == "Conv1D") {
+      const std::string fmt = l.config.value("data_format", std::string("channels_last"));
+      if (fmt != "channels_last")
+        throw_error(Status::Unsupported, where + ": layer '" + l.name + "' (Conv1D) uses data_format '" + fmt +
+                                             "'; FKB supports channels_last");
+      if (l.config.value("groups", 1) != 1)
+        throw_error(Status::Unsupported, where + ": layer '" + l.name + "' (Conv1D) uses groups != 1");
+    }
+    if (l.cls == "Normalization" && l.config.value("invert", false))
+      throw_error(Status::Unsupported, where + ": layer '" + l.name + "' (Normalization) has invert=True");
+    return;
+  }
+  std::string hint;
+  if (l.cls == "Lambda" || l.cls == "TFOpLambda" || l.cls == "SlicingOpLambda")
+    hint = " (Lambda layers hold Python code, which FKB cannot run; rewrite it with standard layers)";
+  else if (l.cls.find('>') != std::string::npos)
+    hint = " (a custom layer class registered in Python; register a C++ implementation with FKB to load it)";
+  throw_error(Status::Unsupported, where + ": layer '" + l.name + "' has class '" + l.cls +
+                                       "', which FKB does not support" + hint + ". Supported: " + supported_list());
+}
+
+void check_supported_tree(const LayerSpec& model, const std::string& where) {
+  for (const auto& l : model.layers) {
+    check_supported(l, where);
+    if (l.is_model) check_supported_tree(l, where);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Graph construction
+
+namespace {
+
+struct TensorRef {
+  std::string layer;
+  int node = 0;
+  int tensor = 0;
+};
+
+// Keras 2: [name, node, tensor(, kwargs)]; Keras 3: {"class_name": "__keras_tensor__", "config": {"keras_history": [...]}}
+bool parse_ref(const json& j, TensorRef* r) {
+  if (j.is_array() && j.size() >= 3 && j[0].is_string() && j[1].is_number_integer() && j[2].is_number_integer()) {
+    r->layer = j[0].get<std::string>();
+    r->node = j[1].get<int>();
+    r->tensor = j[2].get<int>();
+    return true;
+  }
+  if (j.is_object() && class_of(j) == "__keras_tensor__" && j.contains("config") &&
+      j["config"].contains("keras_history"))
+    return parse_ref(j["config"]["keras_history"], r);
+  return false;
+}
+
+void collect_keras3_refs(const json& j, std::vector<TensorRef>* out) {
+  TensorRef r;
+  if (j.is_object() && class_of(j) == "__keras_tensor__") {
+    if (parse_ref(j, &r)) out->push_back(r);
+    return;
+  }
+  if (j.is_array())
+    for (const auto& e : j) collect_keras3_refs(e, out);
+}
+
+// The input tensors of each call (node) of a layer.
+std::vector<std::vector<TensorRef>> parse_inbound(const LayerSpec& l, const std::string& where) {
+  std::vector<std::vector<TensorRef>> calls;
+  if (l.inbound_nodes.is_null()) return calls;
+  if (!l.inbound_nodes.is_array()) format_error(where, "layer '" + l.name + "' has malformed inbound_nodes");
+  for (const auto& node : l.inbound_nodes) {
+    std::vector<TensorRef> refs;
+    if (node.is_object()) {  // Keras 3
+      if (node.contains("args")) collect_keras3_refs(node["args"], &refs);
+    } else if (node.is_array()) {  // Keras 2: a list of [name, node, tensor, kwargs]
+      for (const auto& e : node) {
+        TensorRef r;
+        if (!parse_ref(e, &r)) format_error(where, "layer '" + l.name + "' has a malformed inbound node " + e.dump());
+        refs.push_back(r);
+      }
+    } else {
+      format_error(where, "layer '" + l.name + "' has a malformed inbound node");
+    }
+    calls.push_back(refs);
+  }
+  return calls;
+}
+
+std::string ref_key(const TensorRef& r) {
+  return r.layer + "\x1f" + std::to_string(r.node) + "\x1f" + std::to_string(r.tensor);
+}
+
+class GraphBuilder {
+ public:
+  GraphBuilder(Model& m, int keras_major, const std::string& where) : m_(m), major_(keras_major), where_(where) {}
+
+  // Returns the IR node ids of the model's outputs. `inputs` empty: top level (creates Input nodes).
+  std::vector<int> build(const LayerSpec& model, const std::vector<int>& inputs, const std::string& prefix) {
+    return model.sequential ? build_sequential(model, inputs, prefix) : build_functional(model, inputs, prefix);
+  }
+
+ private:
+  Model& m_;
+  int major_;
+  std::string where_;
+
+  int add_input(const LayerSpec& l, const Shape& shape, const std::string& prefix) {
+    Node n;
+    n.name = prefix + l.name;
+    n.keras_class = "InputLayer";
+    n.op = OpKind::Input;
+    n.shape = shape;
+    m_.nodes.push_back(std::move(n));
+    int id = static_cast<int>(m_.nodes.size()) - 1;
+    m_.inputs.push_back(id);
+    return id;
+  }
+
+  std::vector<int> build_sequential(const LayerSpec& model, const std::vector<int>& inputs, const std::string& prefix) {
+    int cur = -1;
+    size_t start = 0;
+    if (!inputs.empty()) {
+      if (inputs.size() != 1)
+        format_error(where_, "Sequential model '" + model.name + "' called with " + std::to_string(inputs.size()) +
+                                 " inputs");
+      cur = inputs[0];
+      if (!model.layers.empty() && model.layers[0].cls == "InputLayer") start = 1;
+    } else {
+      if (model.layers.empty()) format_error(where_, "Sequential model '" + model.name + "' has no layers");
+      const LayerSpec& first = model.layers[0];
+      Shape shape;
+      if (!stated_input_shape(first.config, &shape, where_, first.name))
+        format_error(where_, "Sequential model '" + model.name +
+                                 "' does not state its input shape (no InputLayer, batch_input_shape or "
+                                 "build_input_shape); FKB needs it to size the network");
+      LayerSpec in;
+      in.name = first.cls == "InputLayer" ? first.name : model.name + "_input";
+      cur = add_input(in, shape, prefix);
+      if (first.cls == "InputLayer") start = 1;
+    }
+    for (size_t i = start; i < model.layers.size(); ++i) {
+      const LayerSpec& l = model.layers[i];
+      if (l.cls == "InputLayer") continue;
+      if (l.is_model) {
+        auto outs = build(l, {cur}, prefix + l.name + "/");
+        if (outs.size() != 1)
+          format_error(where_, "nested model '" + l.name + "' inside a Sequential has " +
+                                   std::to_string(outs.size()) + " outputs");
+        cur = outs[0];
+      } else {
+        cur = add_layer(l, {cur}, prefix, 0);
+      }
+    }
+    return {cur};
+  }
+
+  std::vector<int> build_functional(const LayerSpec& model, const std::vector<int>& inputs, const std::string& prefix) {
+    std::map<std::string, int> refs;  // tensor ref -> IR node id
+    std::map<std::string, const LayerSpec*> by_name;
+    for (const auto& l : model.layers) by_name[l.name] = &l;
+
+    // Inputs: the model's input_layers, in order.
+    const json& ins = model.input_layers;
+    if (!inputs.empty() && inputs.size() != ins.size())
+      format_error(where_, "nested model '" + model.name + "' has " + std::to_string(ins.size()) +
+                               " inputs but is called with " + std::to_string(inputs.size()));
+    for (size_t i = 0; i < ins.size(); ++i) {
+      TensorRef r;
+      if (!parse_ref(ins[i], &r)) format_error(where_, "malformed input_layers entry " + ins[i].dump());
+      auto it = by_name.find(r.layer);
+      if (it == by_name.end()) format_error(where_, "input layer '" + r.layer + "' is not among the model's layers");
+      if (!inputs.empty()) {
+        refs[ref_key(r)] = inputs[i];
+      } else {
+        const LayerSpec& l = *it->second;
+        if (l.cls != "InputLayer") format_error(where_, "input '" + r.layer + "' is not an InputLayer");
+        Shape shape;
+        if (!stated_input_shape(l.config, &shape, where_, l.name))
+          format_error(where_, "InputLayer '" + l.name + "' has no shape");
+        refs[ref_key(r)] = add_input(l, shape, prefix);
+      }
+    }
+
+    // Layers may be listed before the layers feeding a later call of theirs (shared layers): resolve calls
+    // until nothing more can be built, as Keras' own reconstruct_from_config does.
+    std::vector<std::vector<std::vector<TensorRef>>> calls(model.layers.size());
+    std::vector<std::vector<bool>> done(model.layers.size());
+    size_t pending = 0;
+    for (size_t i = 0; i < model.layers.size(); ++i) {
+      if (model.layers[i].cls == "InputLayer") continue;
+      calls[i] = parse_inbound(model.layers[i], where_);
+      done[i].assign(calls[i].size(), false);
+      pending += calls[i].size();
+    }
+    bool progress = true;
+    while (pending > 0 && progress) {
+      progress = false;
+      for (size_t i = 0; i < model.layers.size(); ++i) {
+        const LayerSpec& l = model.layers[i];
+        for (size_t k = 0; k < calls[i].size(); ++k) {
+          if (done[i][k]) continue;
+          std::vector<int> args;
+          bool ready = true;
+          for (const auto& r : calls[i][k]) {
+            auto it = refs.find(ref_key(r));
+            if (it == refs.end()) {
+              ready = false;
+              break;
+            }
+            args.push_back(it->second);
+          }
+          if (!ready) continue;
+          if (args.empty()) format_error(where_, "layer '" + l.name + "' is called without inputs");
+          if (l.is_model) {
+            auto outs = build(l, args, prefix + l.name + (k ? "_call" + std::to_string(k) : "") + "/");
+            const int index = static_cast<int>(k) + construction_nodes(l);
+            for (size_t t = 0; t < outs.size(); ++t)
+              refs[ref_key({l.name, index, static_cast<int>(t)})] = outs[t];
+          } else {
+            refs[ref_key({l.name, static_cast<int>(k), 0})] = add_layer(l, args, prefix, static_cast<int>(k));
+          }
+          done[i][k] = true;
+          --pending;
+          progress = true;
+        }
+      }
+    }
+    if (pending > 0) {
+      for (size_t i = 0; i < model.layers.size(); ++i)
+        for (size_t k = 0; k < calls[i].size(); ++k)
+          if (!done[i][k])
+            format_error(where_, "layer '" + model.layers[i].name +
+                                     "' takes an input that no layer of the model produces (broken graph)");
+    }
+    std::vector<int> outs;
+    for (const auto& o : model.output_layers) {
+      TensorRef r;
+      if (!parse_ref(o, &r)) format_error(where_, "malformed output_layers entry " + o.dump());
+      auto it = refs.find(ref_key(r));
+      if (it == refs.end()) format_error(where_, "output '" + r.layer + "' is not produced by the model");
+      outs.push_back(it->second);
+    }
+    return outs;
+  }
+
+  // Keras 2 (tf-keras and standalone) counts a nested model's own construction node: a model built from
+  // inputs starts with one node, so its first call in the outer config is node 1 (tf-keras functional.py
+  // `_should_skip_first_node`). Keras 3 numbers only the calls listed in the config.
+  int construction_nodes(const LayerSpec& l) const {
+    if (major_ >= 3 || !l.is_model) return 0;
+    if (!l.sequential) return 1;
+    if (l.layers.empty()) return 0;
+    Shape unused;
+    return l.layers[0].cls == "InputLayer" || stated_input_shape(l.layers[0].config, &unused, where_, l.name) ? 1 : 0;
+  }
+
+  int add_layer(const LayerSpec& l, const std::vector<int>& args, const std::string& prefix, int call) {
+    Node n = make_node(l);
+    n.name = prefix + l.name + (call ? "_call" + std::to_string(call) : "");
+    n.inputs = args;
+    m_.nodes.push_back(std::move(n));
+    return static_cast<int>(m_.nodes.size()) - 1;
+  }
+
+  Node make_node(const LayerSpec& l) {
+    const std::string w = where_ + ": layer '" + l.name + "' (" + l.cls + ")";
+    const json& c = l.config;
+    Node n;
+    n.keras_class = l.cls;
+    n.config_json = c.dump();
+    auto op_it = layer_ops().find(l.cls);
+    if (op_it == layer_ops().end()) check_supported(l, where_);  // throws with the full message
+    n.op = op_it->second;
+
+    // Weights: the leaf's own variables in Keras order, matched to roles.
+    const auto vars = own_variables(l, major_);
+    if (l.weights.size() != vars.size()) {
+      std::string expect;
+      for (const auto& v : vars) expect += (expect.empty() ? "" : ", ") + v.role;
+      throw_error(Status::FormatError, w + ": the file holds " + std::to_string(l.weights.size()) +
+                                           " weight(s) but the config implies " + std::to_string(vars.size()) + " (" +
+                                           (expect.empty() ? "none" : expect) + ")");
+    }
+    for (size_t i = 0; i < vars.size(); ++i) n.weights[vars[i].role] = l.weights[i];
+
+    try {
+      switch (n.op) {
+        case OpKind::Dense:
+          n.units = c.at("units").get<int64_t>();
+          n.use_bias = c.value("use_bias", true);
+          n.activation = parse_activation(c.value("activation", json("linear")), major_, w);
+          break;
+        case OpKind::Conv1D: {
+          n.units = c.at("filters").get<int64_t>();
+          n.use_bias = c.value("use_bias", true);
+          n.kernel_size = int_or_first(c.at("kernel_size"), 1);
+          n.stride = int_or_first(c.value("strides", json(1)), 1);
+          n.dilation = int_or_first(c.value("dilation_rate", json(1)), 1);
+          const std::string pad = c.value("padding", std::string("valid"));
+          if (pad == "valid") n.padding = Padding::Valid;
+          else if (pad == "same") n.padding = Padding::Same;
+          else if (pad == "causal") n.padding = Padding::Causal;
+          else throw_error(Status::Unsupported, w + ": padding '" + pad + "' is not supported (valid, same, causal)");
+          if (n.stride > 1 && n.dilation > 1)
+            throw_error(Status::Unsupported, w + ": strides > 1 together with dilation_rate > 1");
+          n.activation = parse_activation(c.value("activation", json("linear")), major_, w);
+          break;
+        }
+        case OpKind::Activation:
+          n.activation = activation_layer(l.cls, c, major_, w);
+          if (l.cls == "Softmax") n.axis = static_cast<int>(int_or_first(c.value("axis", json(-1)), -1));
+          break;
+        case OpKind::BatchNorm:
+          n.axis = static_cast<int>(int_or_first(c.value("axis", json(-1)), -1));
+          if (c.contains("axis") && c["axis"].is_array() && c["axis"].size() != 1)
+            throw_error(Status::Unsupported, w + ": normalization over several axes " + c["axis"].dump());
+          n.epsilon = num(c, "epsilon", 1e-3f);
+          break;
+        case OpKind::Normalization: {
+          n.axis = static_cast<int>(int_or_first(c.value("axis", json(-1)), -1));
+          if (c.contains("axis") && c["axis"].is_array() && c["axis"].size() > 1)
+            throw_error(Status::Unsupported, w + ": normalization over several axes " + c["axis"].dump());
+          n.epsilon = 1e-7f;  // keras.backend.epsilon(): (x - mean) / max(sqrt(var), eps)
+          for (const char* key : {"mean", "variance"}) {
+            if (c.contains(key) && !c[key].is_null()) {
+              Array a;
+              std::function<void(const json&)> flat = [&](const json& v) {
+                if (v.is_array()) {
+                  for (const auto& e : v) flat(e);
+                } else {
+                  a.data.push_back(v.get<float>());
+                }
+              };
+              flat(c[key]);
+              a.shape = {a.size()};
+              n.constants[key] = a;
+            }
+          }
+          break;
+        }
+        case OpKind::Rescaling: {
+          for (const char* key : {"scale", "offset"}) {
+            Array a;
+            const json v = c.value(key, json(key[0] == 's' ? 1.0 : 0.0));
+            if (v.is_array()) {
+              for (const auto& e : v) a.data.push_back(e.get<float>());
+            } else {
+              a.data.push_back(v.get<float>());
+            }
+            a.shape = {a.size()};
+            n.constants[key] = a;
+          }
+          break;
+        }
+        case OpKind::Concatenate: n.axis = c.value("axis", -1); break;
+        case OpKind::Reshape:
+          for (const auto& v : c.at("target_shape")) n.target_shape.push_back(v.get<int64_t>());
+          break;
+        default: break;
+      }
+    } catch (const json::exception& e) {
+      throw_error(Status::FormatError, w + ": invalid config: " + e.what());
+    }
+    if (n.op == OpKind::Activation && n.activation.kind == ActKind::PRelu) {
+      // PReLU's alpha is a weight; keep the node's params neutral.
+      n.activation.params.alpha = 0.0f;
+    }
+    return n;
+  }
+};
+
+}  // namespace
+
+void build_graph(const LayerSpec& top, int keras_major, Model& model, const std::string& where) {
+  GraphBuilder b(model, keras_major, where);
+  model.outputs = b.build(top, {}, "");
+}
+
+}  // namespace fkb::keras

@@ -1,0 +1,137 @@
+// Reading Keras weights into a LayerSpec tree, for both layouts Keras writes:
+//  - legacy HDF5 (model.save('x.h5') / save_weights('x.h5')): one group per top-level layer with a
+//    `weight_names` attribute listing datasets, in the order of layer.trainable_weights +
+//    layer.non_trainable_weights (keras/src/legacy/saving/legacy_h5_format.py, `_legacy_weights`).
+//    Datasets are resolved through `weight_names`, never guessed from layer names.
+//  - Keras 3 (.keras zip's model.weights.h5, x.weights.h5): layers/<snake_case_class>[_N]/vars/<i>
+//    (keras/src/saving/saving_lib.py, `_save_container_state`).
+#include "loader/keras_weights.hpp"
+
+#include <map>
+
+#include "fkb/error.hpp"
+#include "loader/h5.hpp"
+
+namespace fkb::keras {
+
+namespace {
+
+struct Slot {
+  LayerSpec* layer;
+  VarSpec var;
+};
+
+// The order Keras' legacy format lists a layer's weights: all trainable variables of the layer and its
+// sublayers in layer order, then all non-trainable ones. A frozen layer's variables all count as
+// non-trainable, in their own order.
+void gather(LayerSpec& l, int major, std::vector<Slot>* trainable, std::vector<Slot>* frozen) {
+  if (!l.is_model) {
+    for (const auto& v : own_variables(l, major)) (v.trainable && l.trainable ? trainable : frozen)->push_back({&l, v});
+    return;
+  }
+  if (!l.trainable) {
+    for (auto& c : l.layers) {
+      std::vector<Slot> t, n;
+      gather(c, major, &t, &n);
+      frozen->insert(frozen->end(), t.begin(), t.end());
+      frozen->insert(frozen->end(), n.begin(), n.end());
+    }
+    return;
+  }
+  for (auto& c : l.layers) gather(c, major, trainable, frozen);
+}
+
+// "dense_21_1/kernel:0" -> "kernel"; "sequential/dense/bias" -> "bias".
+std::string var_role(const std::string& name) {
+  std::string s = name;
+  size_t slash = s.rfind('/');
+  if (slash != std::string::npos) s = s.substr(slash + 1);
+  size_t colon = s.rfind(':');
+  if (colon != std::string::npos) s = s.substr(0, colon);
+  return s;
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& e : v) s += (s.empty() ? "" : ", ") + e;
+  return s.empty() ? "none" : s;
+}
+
+void clear_weights(LayerSpec& l) {
+  l.weights.clear();
+  l.weight_names.clear();
+  for (auto& c : l.layers) clear_weights(c);
+}
+
+}  // namespace
+
+void read_legacy_weights(hid_t group, const std::string& where, LayerSpec& model, int keras_major) {
+  clear_weights(model);
+  for (auto& child : model.layers) {
+    if (child.cls == "InputLayer") continue;
+    std::vector<Slot> slots, frozen;
+    gather(child, keras_major, &slots, &frozen);
+    slots.insert(slots.end(), frozen.begin(), frozen.end());
+    if (slots.empty()) continue;
+
+    const std::string lw = where + ": layer '" + child.name + "' (" + child.cls + ")";
+    if (!h5::is_group(group, child.name))
+      throw_error(Status::FormatError, lw + ": the file has no weights group '" + child.name + "'");
+    h5::Handle g(H5Gopen2(group, child.name.c_str(), H5P_DEFAULT), h5::Handle::Kind::Group);
+    if (!g.valid()) throw_error(Status::FormatError, lw + ": weights group cannot be opened");
+    const auto names = h5::attr_strings(g.get(), "weight_names", lw);
+    std::vector<std::string> expected;
+    for (const auto& s : slots) expected.push_back(s.var.role);
+    if (names.size() != slots.size())
+      throw_error(Status::FormatError, lw + ": the file lists " + std::to_string(names.size()) + " weight(s) (" +
+                                           join(names) + ") but the config implies " + std::to_string(slots.size()) +
+                                           " (" + join(expected) + ")");
+    for (size_t i = 0; i < names.size(); ++i) {
+      const std::string role = var_role(names[i]);
+      if (role != slots[i].var.role)
+        throw_error(Status::FormatError, lw + ": weight " + std::to_string(i) + " is '" + names[i] +
+                                             "' but the config implies '" + slots[i].var.role + "' (" +
+                                             join(expected) + ")");
+      slots[i].layer->weights.push_back(h5::read_array(g.get(), names[i], lw));
+      slots[i].layer->weight_names.push_back(names[i]);
+    }
+  }
+}
+
+void read_keras3_weights(hid_t file, const std::string& base, const std::string& where, LayerSpec& model,
+                         int keras_major) {
+  if (base.empty()) clear_weights(model);
+  std::map<std::string, int> used;
+  for (auto& child : model.layers) {
+    std::string cls = child.cls;
+    size_t gt = cls.rfind('>');  // registered custom classes: "package>Name"
+    if (gt != std::string::npos) cls = cls.substr(gt + 1);
+    std::string name = to_snake_case(cls);
+    auto it = used.find(name);
+    if (it == used.end()) {
+      used[name] = 0;
+    } else {
+      name += "_" + std::to_string(++it->second);
+    }
+    const std::string path = (base.empty() ? "" : base + "/") + "layers/" + name;
+    if (child.is_model) {
+      read_keras3_weights(file, path, where, child, keras_major);
+      continue;
+    }
+    const auto vars = own_variables(child, keras_major);
+    const std::string lw = where + ": layer '" + child.name + "' (" + child.cls + ")";
+    for (size_t i = 0; i < vars.size(); ++i) {
+      const std::string vpath = path + "/vars/" + std::to_string(i);
+      if (!h5::exists(file, vpath))
+        throw_error(Status::FormatError, lw + ": weight '" + vars[i].role + "' is missing (expected dataset '" +
+                                             vpath + "')");
+      child.weights.push_back(h5::read_array(file, vpath, lw));
+      child.weight_names.push_back(vpath);
+    }
+    if (h5::exists(file, path + "/vars/" + std::to_string(vars.size())))
+      throw_error(Status::FormatError, lw + ": the file holds more weights under '" + path +
+                                           "/vars' than the config implies (" + std::to_string(vars.size()) + ")");
+  }
+}
+
+}  // namespace fkb::keras

@@ -1,0 +1,18 @@
+// Fill a LayerSpec tree's leaf weights from a Keras file (both layouts). See keras_weights.cpp.
+#pragma once
+
+#include <hdf5.h>
+
+#include <string>
+
+#include "loader/keras_config.hpp"
+
+namespace fkb::keras {
+
+/// Legacy layout: `group` is model_weights (full model) or the root (weights-only file).
+void read_legacy_weights(hid_t group, const std::string& where, LayerSpec& model, int keras_major);
+/// Keras 3 layout: `base` is "" for the top-level model.
+void read_keras3_weights(hid_t file, const std::string& base, const std::string& where, LayerSpec& model,
+                         int keras_major);
+
+}  // namespace fkb::keras
