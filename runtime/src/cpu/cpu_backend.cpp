@@ -267,11 +267,19 @@ class CpuBackend final : public Backend {
       std::string why;
       if (!cpu_supports(n, &why)) throw_error(Status::Unsupported, "layer '" + n.name + "': " + why);
     }
-    return std::make_unique<CpuPlan>(compile_program(model), options);
+    return make_cpu_plan(compile_program(model), options);
   }
 };
 
 }  // namespace
+
+std::unique_ptr<Plan> make_cpu_plan(Program program, const CompileOptions& options) {
+  if (options.precision != Precision::FP32)
+    throw_error(Status::Unsupported, std::string("the CPU backend does not support precision '") +
+                                         precision_name(options.precision) + "'; accepted values: fp32");
+  return std::make_unique<CpuPlan>(std::move(program), options);
+}
+
 }  // namespace cpu
 
 std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<cpu::CpuBackend>(); }

@@ -11,7 +11,10 @@
 #include <string>
 #include <vector>
 
+#include <memory>
+
 #include "fkb/activations.hpp"
+#include "fkb/backend.hpp"
 #include "fkb/model.hpp"
 
 namespace fkb::cpu {
@@ -88,5 +91,9 @@ Program compile_program(const Model& model, const LowerOptions& options = {});
 
 /// Whether the CPU backend can run this node; `why` gets the reason when not.
 bool cpu_supports(const Node& node, std::string* why);
+
+/// A CPU plan for an already lowered program (make_cpu_backend()->compile() is lower + this). Tests use
+/// it to run programs lowered with folding off.
+std::unique_ptr<Plan> make_cpu_plan(Program program, const CompileOptions& options);
 
 }  // namespace fkb::cpu
