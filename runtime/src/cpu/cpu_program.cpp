@@ -52,9 +52,14 @@ std::vector<float> broadcast_to(const Node& n, const char* role, const Array& a,
   return out;
 }
 
-const Array* weight(const Node& n, const char* role) {
-  auto it = n.weights.find(role);
-  return it == n.weights.end() ? nullptr : &it->second;
+// A weight or config constant (Node::find); `required` ones missing are a loader bug or a bad file.
+const Array* weight(const Node& n, const char* role) { return n.find(role); }
+
+const Array& required(const Node& n, const char* role) {
+  const Array* a = n.find(role);
+  if (!a) throw_error(Status::ShapeMismatch, "layer '" + n.name + "' (" + n.keras_class + "): weight '" + role +
+                                                 "' is missing");
+  return *a;
 }
 
 /// The epilogue for a node's own activation over an output of shape `shape`.
@@ -132,10 +137,10 @@ struct Lowering {
           s.k = in.back();
           s.n = n.units;
           s.rows_per_col = shape_size(in) / s.k;
-          s.w = n.weights.at("kernel").data;
+          s.w = required(n, "kernel").data;
           s.epi = activation_epilogue(n, n.shape);
           if (n.use_bias) {
-            const Array& b = n.weights.at("bias");
+            const Array& b = required(n, "bias");
             s.epi.bias.resize(fout);
             for (int64_t f = 0; f < fout; ++f) s.epi.bias[f] = b.data[f % s.n];
           }
@@ -162,10 +167,10 @@ struct Lowering {
             const int64_t total = std::max<int64_t>((s.steps_out - 1) * s.stride + span - s.steps_in, 0);
             s.pad_left = total / 2;
           }
-          s.w = n.weights.at("kernel").data;  // [ksize][cin][filters] == [ksize*cin][filters]
+          s.w = required(n, "kernel").data;  // [ksize][cin][filters] == [ksize*cin][filters]
           s.epi = activation_epilogue(n, n.shape);
           if (n.use_bias) {
-            const Array& b = n.weights.at("bias");
+            const Array& b = required(n, "bias");
             s.epi.bias.resize(fout);
             for (int64_t f = 0; f < fout; ++f) s.epi.bias[f] = b.data[f % s.n];
           }
@@ -178,8 +183,8 @@ struct Lowering {
           s.kind = StepKind::Affine;
           const int axis = n.axis < 0 ? n.axis + static_cast<int>(in.size()) : n.axis;
           const int64_t c = in[axis];
-          const Array& mean = n.weights.at("moving_mean");
-          const Array& var = n.weights.at("moving_variance");
+          const Array& mean = required(n, "moving_mean");
+          const Array& var = required(n, "moving_variance");
           const Array* gamma = weight(n, "gamma");
           const Array* beta = weight(n, "beta");
           std::vector<float> inv(c), shift(c);
@@ -197,8 +202,8 @@ struct Lowering {
         case OpKind::Normalization: {
           // Keras: (x - mean) / maximum(sqrt(variance), epsilon()) with the backend epsilon 1e-7.
           s.kind = StepKind::Affine;
-          std::vector<float> mean = broadcast_to(n, "mean", n.weights.at("mean"), in);
-          std::vector<float> var = broadcast_to(n, "variance", n.weights.at("variance"), in);
+          std::vector<float> mean = broadcast_to(n, "mean", required(n, "mean"), in);
+          std::vector<float> var = broadcast_to(n, "variance", required(n, "variance"), in);
           s.scale.resize(mean.size());
           for (size_t i = 0; i < mean.size(); ++i) s.scale[i] = 1.0f / std::max(std::sqrt(var[i]), 1e-7f);
           s.shift = std::move(mean);
