@@ -1,0 +1,1082 @@
+// Lowering of the model IR to the CUDA backend's program: a flat list of kernel-level operations over
+// values, with every value placed in a storage root and every root in a slot of one device arena.
+//
+// Pure host C++ (no CUDA headers), so the same lowering is unit-tested without a GPU by executing the
+// program on the host (emulator.hpp) and comparing with the CPU backend and Keras' outputs.
+//
+// Steps (close to the CPU backend's lowering, so both fold the same way):
+//  * Dropout, Flatten, Reshape and linear Activation are aliases (no data moves).
+//  * BatchNormalization / Rescaling after a Dense/Conv1D with a linear activation are folded into its kernel
+//    and bias; a BatchNormalization read only by a Dense is folded into that Dense.
+//  * Element-wise activations are fused into the step producing their input (GEMM post-kernel or cuBLASLt
+//    epilogue, affine, merge).
+// Then the GPU-specific rewrites:
+//  * Add(x, Dense(y)) where the Dense has a linear activation and no other reader: the GEMM accumulates into
+//    the Add's output (cuBLASLt beta = 1 with C = x): no separate add kernel, no intermediate buffer.
+//  * Concatenate along the last axis: each input produced by a step that can write a strided view is
+//    written directly into its column-offset slice of the output (GEMM ldc = concatenated width); only the
+//    remaining inputs are copied.
+//  * bf16/fp16: a value read only by GEMMs is stored in the half type (its producer converts when it
+//    writes); a GEMM operand stored in fp32 gets one conversion kernel. GEMMs accumulate in fp32 and
+//    write fp32; element-wise math is fp32.
+// Every root then gets a slot from a liveness allocator (an MLP needs about two activation buffers).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "elem.hpp"
+#include "fkb/backend.hpp"
+#include "fkb/error.hpp"
+#include "fkb/model.hpp"
+
+namespace fkb::cuda {
+
+/// Which GEMM implementation a plan uses.
+enum class GemmEngine {
+  Lt,     ///< cuBLASLt (bias in its epilogue where possible; other activations in a fused post-kernel)
+  Fused,  ///< FKB's own SIMT GEMM with bias + activation in its epilogue: fixed summation order per column
+          ///< (used for `reproducible`), and the fallback when cuBLASLt has no algorithm for a shape
+};
+
+struct LowerOptions {
+  Precision precision = Precision::FP32;
+  GemmEngine engine = GemmEngine::Lt;
+  bool fold_affine = true;
+  bool fuse_activations = true;
+  bool fuse_add = true;
+  bool alias_concat = true;
+  /// Use cuBLASLt's RELU_BIAS epilogue for plain relu. Off by default: it maps NaN to 0, which breaks the
+  /// `propagate` non-finite policy (Keras' relu and activations.hpp propagate NaN).
+  bool relu_epilogue = false;
+};
+
+// ---------------------------------------------------------------------------------------------------------------------
+// The program
+
+/// A block of constant data uploaded once: a GEMM kernel in the operand type, or per-feature vectors (f32).
+struct Blob {
+  std::vector<float> data;
+  DT dt = DT::F32;
+};
+
+/// A storage root: one buffer of `col_elems` elements per column; values live in roots (several values share
+/// one root when they are aliases or slices of a Concatenate output).
+struct Root {
+  int64_t col_elems = 0;
+  DT dt = DT::F32;
+  int slot = -1;
+  int def = std::numeric_limits<int>::max();  ///< first op writing it (-1: a model input)
+  int last = -1;                              ///< last op reading it (INT_MAX: a model output)
+};
+
+struct Value {
+  int64_t n = 0;      ///< elements per column
+  int64_t last = 1;   ///< last dimension of its per-column shape
+  int root = -1;
+  int64_t off = 0;    ///< element offset of the value inside one row of its root (slices)
+  int64_t ld = 0;     ///< row pitch in elements; == n for dense values (one row per column)
+  int input = -1;     ///< model input number, or -1
+  bool reshaped = false;  ///< read through a Flatten/Reshape (such a value must stay dense)
+  bool slice() const { return ld != n || off != 0; }
+};
+
+enum class OpType { GemmLt, GemmFused, Ew, Softmax, Im2col };
+enum class LtEpilogue { None, Bias, Relu, ReluBias };
+
+/// One kernel-level operation. Value ids refer to Program::values; blob ids to Program::blobs.
+struct Op {
+  OpType type = OpType::Ew;
+  std::string name;  ///< Keras layer(s) it computes
+  // GEMM: D[r][j] = act(sum_k B[r][kk] A[kk][j] + bias[j] + C[r][j]), rows r = ncol * rpc, j < m.
+  int a = -1;      ///< blob: the kernel [k][m] row-major (column-major m x k, lda = m) in the operand type
+  int b = -1, c = -1, d = -1;
+  int64_t m = 0, k = 0, rpc = 1;
+  int bias = -1;   ///< blob: bias per unit (m) for GEMMs; per feature (n) for Ew/Softmax
+  LtEpilogue lt_epilogue = LtEpilogue::None;
+  // Ew (and the fused GEMM's activation)
+  std::vector<int> ins;
+  int out = -1;
+  Merge merge = Merge::Copy;
+  float avg_div = 0.0f;
+  int scale = -1, shift = -1;
+  bool subtract_first = false;
+  ActKind act = ActKind::Linear;
+  ActParams params;
+  int alpha = -1;  ///< blob: PReLU slope per feature
+  int64_t n = 0;   ///< Ew: elements per column iterated
+  int64_t remap_w = 0, remap_total = 0, remap_start = 0;
+  // Softmax
+  int64_t L = 1;
+  // Im2col
+  int64_t steps_in = 0, cin = 0, ksize = 1, stride = 1, dilation = 1, pad_left = 0, steps_out = 0;
+
+  std::vector<int> reads() const {
+    std::vector<int> r;
+    if (type == OpType::GemmLt || type == OpType::GemmFused) {
+      r.push_back(b);
+      if (c >= 0) r.push_back(c);
+    } else {
+      r = ins;
+    }
+    return r;
+  }
+  int writes() const { return (type == OpType::GemmLt || type == OpType::GemmFused) ? d : out; }
+};
+
+struct Program {
+  std::vector<Value> values;
+  std::vector<Root> roots;
+  std::vector<Op> ops;
+  std::vector<Blob> blobs;
+  std::vector<int> inputs;   ///< value of each model input
+  std::vector<int> outputs;  ///< value of each model output
+  std::vector<int64_t> slot_bytes_per_col;
+  Precision precision = Precision::FP32;
+  DT operand_dt = DT::F32;   ///< GEMM operand type (weights and B)
+  GemmEngine engine = GemmEngine::Lt;
+  std::vector<std::string> notes;  ///< what was folded/fused/aliased (verbose output, tests)
+
+  /// Device bytes per column of the maximum batch (all slots, 256-byte alignment ignored).
+  int64_t activation_bytes_per_col() const {
+    int64_t s = 0;
+    for (auto v : slot_bytes_per_col) s += v;
+    return s;
+  }
+  int count_ops(OpType t) const {
+    int n = 0;
+    for (const auto& o : ops) n += o.type == t;
+    return n;
+  }
+  bool has_note(const std::string& prefix) const {
+    for (const auto& s : notes)
+      if (s.compare(0, prefix.size(), prefix) == 0) return true;
+    return false;
+  }
+};
+
+/// A blob's bytes in its element type (what is uploaded).
+inline std::vector<uint8_t> blob_to_bytes(const Blob& b) {
+  std::vector<uint8_t> out(b.data.size() * static_cast<size_t>(dt_size(b.dt)));
+  for (size_t i = 0; i < b.data.size(); ++i) store_elem(out.data(), b.dt, static_cast<int64_t>(i), b.data[i]);
+  return out;
+}
+
+/// Byte offsets of the slots in an arena sized for `max_batch` columns (each slot 256-byte aligned); the last
+/// element is the arena size.
+inline std::vector<int64_t> slot_offsets(const Program& p, int64_t max_batch) {
+  std::vector<int64_t> off;
+  int64_t cur = 0;
+  for (auto b : p.slot_bytes_per_col) {
+    off.push_back(cur);
+    cur += (b * max_batch + 255) / 256 * 256;
+  }
+  off.push_back(cur);
+  return off;
+}
+
+/// The view of a value for columns starting at `col0`; `root_base[r]` is root r's buffer.
+inline View view_of(const Program& p, int v, char* const* root_base, int64_t col0) {
+  const Value& val = p.values[v];
+  const Root& r = p.roots[val.root];
+  View w;
+  w.dt = r.dt;
+  w.col_stride = r.col_elems;
+  w.p = root_base[val.root] + (col0 * r.col_elems + val.off) * dt_size(r.dt);
+  if (val.slice()) {
+    w.L = val.last;
+    w.ld = val.ld;
+    w.dense = 0;
+  } else {
+    w.L = val.n;
+    w.ld = val.n;
+    w.dense = 1;
+  }
+  return w;
+}
+
+/// Row pitch of a value read or written as a GEMM matrix with rows of `width` elements.
+inline int64_t gemm_ld(const Program& p, int v, int64_t width) {
+  const Value& val = p.values[v];
+  return val.slice() ? val.ld : width;
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Lowering
+
+namespace detail {
+
+[[noreturn]] inline void unsupported(const Node& n, const std::string& what) {
+  throw_error(Status::Unsupported, "layer '" + n.name + "' (" + n.keras_class + "): " + what);
+}
+
+/// A weight array expanded to one value per element of `shape` by NumPy broadcasting (right-aligned; leading
+/// size-1 axes beyond the rank are dropped). Same rule as the CPU backend.
+inline std::vector<float> broadcast_to(const Node& n, const char* role, const Array& a, const Shape& shape) {
+  const int64_t total = shape_size(shape);
+  if (a.size() == 1) return std::vector<float>(static_cast<size_t>(total), a.data[0]);
+  if (a.size() == total) return a.data;
+  Shape as = a.shape;
+  while (as.size() > shape.size() && as.front() == 1) as.erase(as.begin());
+  if (shape_size(as) != a.size() || as.size() > shape.size())
+    unsupported(n, std::string("weight '") + role + "' of shape " + shape_str(a.shape) +
+                       " does not broadcast to the input shape " + shape_str(shape));
+  while (as.size() < shape.size()) as.insert(as.begin(), 1);
+  for (size_t d = 0; d < shape.size(); ++d)
+    if (as[d] != 1 && as[d] != shape[d])
+      unsupported(n, std::string("weight '") + role + "' of shape " + shape_str(a.shape) +
+                         " does not broadcast to the input shape " + shape_str(shape));
+  std::vector<float> out(static_cast<size_t>(total));
+  std::vector<int64_t> stride(shape.size(), 0);
+  int64_t s = 1;
+  for (int d = static_cast<int>(shape.size()) - 1; d >= 0; --d) {
+    stride[d] = as[d] == 1 ? 0 : s;
+    s *= as[d];
+  }
+  std::vector<int64_t> idx(shape.size(), 0);
+  for (int64_t i = 0; i < total; ++i) {
+    int64_t off = 0;
+    for (size_t d = 0; d < shape.size(); ++d) off += idx[d] * stride[d];
+    out[static_cast<size_t>(i)] = a.data[static_cast<size_t>(off)];
+    for (int d = static_cast<int>(shape.size()) - 1; d >= 0; --d) {
+      if (++idx[d] < shape[d]) break;
+      idx[d] = 0;
+    }
+  }
+  return out;
+}
+
+struct Epi {
+  ActKind act = ActKind::Linear;
+  ActParams params;
+  std::vector<float> alpha;  ///< PReLU slope per feature
+  bool softmax = false;
+  bool linear() const { return act == ActKind::Linear && !softmax; }
+};
+
+enum class SK { Gemm, Affine, Act, Merge, Concat, Cast };
+enum class AffineSource { BatchNorm, Normalization, Rescaling };
+
+struct Step {
+  SK kind = SK::Act;
+  std::string name;
+  std::vector<int> in;
+  int out = -1;
+  // Gemm
+  int64_t m = 0, k = 0, rpc = 1;
+  std::vector<float> w;      ///< [k][m] row-major
+  std::vector<float> ubias;  ///< per unit, empty: none
+  int acc = -1;              ///< value added to the GEMM result (Add fusion)
+  bool conv = false;
+  int64_t steps_in = 0, cin = 0, ksize = 1, stride = 1, dilation = 1, pad_left = 0, steps_out = 0;
+  // Affine
+  std::vector<float> scale, shift;
+  bool subtract_first = false;
+  AffineSource source = AffineSource::BatchNorm;
+  // Merge
+  Merge merge = Merge::Add;
+  // Concat: per column, `outer` repetitions of each input's inner[i] values
+  int64_t outer = 1;
+  std::vector<int64_t> inner;
+  std::vector<int64_t> starts;  ///< offset of each input inside one output row of sum(inner) values
+  bool concat_last_axis = false;
+
+  Epi epi;
+};
+
+inline bool is_periodic(const std::vector<float>& v, int64_t period) {
+  for (size_t i = static_cast<size_t>(period); i < v.size(); ++i)
+    if (v[i] != v[i % static_cast<size_t>(period)]) return false;
+  return true;
+}
+
+inline Epi activation_epi(const Node& n, const Shape& shape) {
+  Epi e;
+  e.act = n.activation.kind;
+  e.params = n.activation.params;
+  if (e.act == ActKind::Softmax) {
+    e.act = ActKind::Linear;
+    e.softmax = true;
+  } else if (e.act == ActKind::PRelu) {
+    const Array* a = n.find("alpha");
+    if (!a) unsupported(n, "PReLU without an 'alpha' weight");
+    e.alpha = broadcast_to(n, "alpha", *a, shape);
+  }
+  return e;
+}
+
+inline Merge merge_of(OpKind op) {
+  switch (op) {
+    case OpKind::Add: return Merge::Add;
+    case OpKind::Subtract: return Merge::Subtract;
+    case OpKind::Multiply: return Merge::Multiply;
+    case OpKind::Average: return Merge::Average;
+    case OpKind::Maximum: return Merge::Maximum;
+    case OpKind::Minimum: return Merge::Minimum;
+    default: return Merge::Copy;
+  }
+}
+
+class Lowerer {
+ public:
+  Lowerer(const Model& m, const LowerOptions& o) : m_(m), opt_(o) {
+    p_.precision = o.precision;
+    p_.engine = o.engine;
+    p_.operand_dt = o.precision == Precision::BF16 ? DT::BF16 : (o.precision == Precision::FP16 ? DT::F16 : DT::F32);
+  }
+
+  Program run() {
+    lower_nodes();
+    if (opt_.fold_affine) {
+      while (fold_affine_into_producer()) {
+      }
+      while (fold_affine_into_consumer()) {
+      }
+    }
+    if (opt_.fuse_activations)
+      while (fuse_activation()) {
+      }
+    remove_dead_steps();
+    if (opt_.fuse_add)
+      while (fuse_add()) {
+      }
+    make_roots();
+    if (opt_.alias_concat) alias_concat();
+    assign_dtypes();
+    insert_casts();
+    emit_ops();
+    allocate();
+    return std::move(p_);
+  }
+
+ private:
+  const Model& m_;
+  const LowerOptions& opt_;
+  Program p_;
+  std::vector<Step> steps_;
+
+  bool half() const { return p_.operand_dt != DT::F32; }
+
+  int new_value(int64_t n, int64_t last) {
+    Value v;
+    v.n = n;
+    v.last = last;
+    v.ld = n;
+    p_.values.push_back(v);
+    return static_cast<int>(p_.values.size()) - 1;
+  }
+
+  int new_blob(std::vector<float> data, DT dt = DT::F32) {
+    p_.blobs.push_back(Blob{std::move(data), dt});
+    return static_cast<int>(p_.blobs.size()) - 1;
+  }
+
+  void lower_nodes() {
+    std::vector<int> node_value(m_.nodes.size(), -1);
+    for (size_t ni = 0; ni < m_.nodes.size(); ++ni) {
+      const Node& n = m_.nodes[ni];
+      if (n.op == OpKind::Input) {
+        node_value[ni] = new_value(shape_size(n.shape), n.shape.empty() ? 1 : n.shape.back());
+        continue;
+      }
+      const Shape& in = m_.nodes[n.inputs[0]].shape;
+      const int vin = node_value[n.inputs[0]];
+      const int64_t fout = shape_size(n.shape);
+      Step s;
+      s.name = n.name;
+      switch (n.op) {
+        case OpKind::Input: break;
+        case OpKind::Dropout: node_value[ni] = vin; continue;
+        case OpKind::Flatten:
+        case OpKind::Reshape:
+          p_.values[vin].reshaped = true;
+          node_value[ni] = vin;
+          continue;
+        case OpKind::Custom: unsupported(n, "custom layers are not executed by the CUDA backend");
+        case OpKind::Activation:
+          if (n.activation.kind == ActKind::Linear) {
+            node_value[ni] = vin;
+            continue;
+          }
+          s.kind = SK::Act;
+          s.epi = activation_epi(n, n.shape);
+          break;
+        case OpKind::Dense: {
+          const Array* kernel = n.find("kernel");
+          if (!kernel) unsupported(n, "Dense without a kernel");
+          s.kind = SK::Gemm;
+          s.k = in.back();
+          s.m = n.units;
+          s.rpc = shape_size(in) / s.k;
+          s.w = kernel->data;
+          s.epi = activation_epi(n, n.shape);
+          if (n.use_bias) {
+            const Array* b = n.find("bias");
+            if (!b) unsupported(n, "Dense with use_bias but no bias");
+            s.ubias = b->data;
+          }
+          break;
+        }
+        case OpKind::Conv1D: {
+          const Array* kernel = n.find("kernel");
+          if (!kernel) unsupported(n, "Conv1D without a kernel");
+          s.kind = SK::Gemm;
+          s.m = n.units;
+          s.steps_in = in[0];
+          s.cin = in[1];
+          s.ksize = n.kernel_size;
+          s.stride = n.stride;
+          s.dilation = n.dilation;
+          s.steps_out = n.shape[0];
+          s.k = s.ksize * s.cin;
+          s.rpc = s.steps_out;
+          const int64_t span = s.dilation * (s.ksize - 1) + 1;
+          if (n.padding == Padding::Valid) {
+            s.pad_left = 0;
+          } else if (n.padding == Padding::Causal) {
+            s.pad_left = span - 1;  // Keras pads the start by dilation * (kernel_size - 1)
+          } else {
+            // 'same': TensorFlow puts the smaller half of the padding at the start.
+            const int64_t total = std::max<int64_t>((s.steps_out - 1) * s.stride + span - s.steps_in, 0);
+            s.pad_left = total / 2;
+          }
+          // A 1-wide, stride-1 convolution is a Dense over the steps: no im2col.
+          s.conv = !(s.ksize == 1 && s.stride == 1 && s.pad_left == 0 && s.steps_out == s.steps_in);
+          s.w = kernel->data;  // [ksize][cin][filters] == [ksize*cin][filters]
+          s.epi = activation_epi(n, n.shape);
+          if (n.use_bias) {
+            const Array* b = n.find("bias");
+            if (!b) unsupported(n, "Conv1D with use_bias but no bias");
+            s.ubias = b->data;
+          }
+          break;
+        }
+        case OpKind::BatchNorm: {
+          // Keras (tf.nn.batch_normalization and Keras 3 alike): inv = gamma * rsqrt(var + eps);
+          // y = x * inv + (beta - mean * inv).
+          s.kind = SK::Affine;
+          s.source = AffineSource::BatchNorm;
+          const int axis = n.axis < 0 ? n.axis + static_cast<int>(in.size()) : n.axis;
+          const int64_t c = in[static_cast<size_t>(axis)];
+          const Array* mean = n.find("moving_mean");
+          const Array* var = n.find("moving_variance");
+          if (!mean || !var) unsupported(n, "BatchNormalization without moving statistics");
+          const Array* gamma = n.find("gamma");
+          const Array* beta = n.find("beta");
+          std::vector<float> inv(static_cast<size_t>(c)), shift(static_cast<size_t>(c));
+          for (int64_t i = 0; i < c; ++i) {
+            const float g = gamma ? gamma->data[i] : 1.0f;
+            inv[i] = g / std::sqrt(var->data[i] + n.epsilon);
+            shift[i] = (beta ? beta->data[i] : 0.0f) - mean->data[i] * inv[i];
+          }
+          Shape bshape(in.size(), 1);
+          bshape[static_cast<size_t>(axis)] = c;
+          s.scale = broadcast_to(n, "gamma", Array{bshape, inv}, in);
+          s.shift = broadcast_to(n, "beta", Array{bshape, shift}, in);
+          break;
+        }
+        case OpKind::Normalization: {
+          // Keras: (x - mean) / maximum(sqrt(variance), epsilon()) with the backend epsilon 1e-7.
+          s.kind = SK::Affine;
+          s.source = AffineSource::Normalization;
+          const Array* mean = n.find("mean");
+          const Array* var = n.find("variance");
+          if (!mean || !var) unsupported(n, "Normalization without mean/variance");
+          std::vector<float> mv = broadcast_to(n, "mean", *mean, in);
+          std::vector<float> vv = broadcast_to(n, "variance", *var, in);
+          s.scale.resize(mv.size());
+          for (size_t i = 0; i < mv.size(); ++i) s.scale[i] = 1.0f / std::max(std::sqrt(vv[i]), 1e-7f);
+          s.shift = std::move(mv);
+          s.subtract_first = true;
+          break;
+        }
+        case OpKind::Rescaling: {
+          s.kind = SK::Affine;
+          s.source = AffineSource::Rescaling;
+          const Array* sc = n.find("scale");
+          const Array* of = n.find("offset");
+          s.scale = sc ? broadcast_to(n, "scale", *sc, in) : std::vector<float>(static_cast<size_t>(fout), 1.0f);
+          s.shift = of ? broadcast_to(n, "offset", *of, in) : std::vector<float>(static_cast<size_t>(fout), 0.0f);
+          break;
+        }
+        case OpKind::Add:
+        case OpKind::Subtract:
+        case OpKind::Multiply:
+        case OpKind::Average:
+        case OpKind::Maximum:
+        case OpKind::Minimum:
+          s.kind = SK::Merge;
+          s.merge = merge_of(n.op);
+          break;
+        case OpKind::Concatenate: {
+          s.kind = SK::Concat;
+          const int axis = n.axis < 0 ? n.axis + static_cast<int>(in.size()) : n.axis;
+          s.outer = 1;
+          for (int d = 0; d < axis; ++d) s.outer *= in[static_cast<size_t>(d)];
+          int64_t start = 0;
+          for (int i : n.inputs) {
+            s.inner.push_back(shape_size(m_.nodes[static_cast<size_t>(i)].shape) / s.outer);
+            s.starts.push_back(start);
+            start += s.inner.back();
+          }
+          s.concat_last_axis = axis == static_cast<int>(in.size()) - 1;
+          break;
+        }
+      }
+      for (int i : n.inputs) s.in.push_back(node_value[static_cast<size_t>(i)]);
+      s.out = new_value(fout, n.shape.empty() ? 1 : n.shape.back());
+      node_value[ni] = s.out;
+      steps_.push_back(std::move(s));
+    }
+    for (int i = 0; i < m_.num_inputs(); ++i) {
+      const int v = node_value[static_cast<size_t>(m_.inputs[static_cast<size_t>(i)])];
+      if (p_.values[v].input >= 0)
+        throw_error(Status::Unsupported, "the same tensor is given as two model inputs");
+      p_.inputs.push_back(v);
+      p_.values[v].input = i;
+    }
+    for (int o : m_.outputs) p_.outputs.push_back(node_value[static_cast<size_t>(o)]);
+  }
+
+  std::vector<int> uses() const {
+    std::vector<int> u(p_.values.size(), 0);
+    for (const auto& s : steps_) {
+      for (int v : s.in) ++u[v];
+      if (s.acc >= 0) ++u[s.acc];
+    }
+    for (int v : p_.outputs) ++u[v];
+    return u;
+  }
+
+  int producer(int v) const {
+    for (size_t i = 0; i < steps_.size(); ++i)
+      if (steps_[i].out == v) return static_cast<int>(i);
+    return -1;
+  }
+
+  bool is_output(int v) const { return std::find(p_.outputs.begin(), p_.outputs.end(), v) != p_.outputs.end(); }
+
+  // BatchNorm/Rescaling after a GEMM with a linear activation whose output only they read:
+  // (x W + b) * s + t == x (W s) + (b s + t).
+  bool fold_affine_into_producer() {
+    auto u = uses();
+    for (size_t i = 0; i < steps_.size(); ++i) {
+      Step& a = steps_[i];
+      if (a.kind != SK::Affine || a.source == AffineSource::Normalization) continue;
+      const int pi = producer(a.in[0]);
+      if (pi < 0 || u[a.in[0]] != 1) continue;
+      Step& g = steps_[pi];
+      if (g.kind != SK::Gemm || !g.epi.linear() || !g.epi.alpha.empty() || g.acc >= 0) continue;
+      if (!is_periodic(a.scale, g.m) || !is_periodic(a.shift, g.m)) continue;
+      for (int64_t kk = 0; kk < g.k; ++kk)
+        for (int64_t j = 0; j < g.m; ++j) g.w[kk * g.m + j] *= a.scale[j];
+      if (g.ubias.empty()) g.ubias.assign(static_cast<size_t>(g.m), 0.0f);
+      for (int64_t j = 0; j < g.m; ++j) g.ubias[j] = g.ubias[j] * a.scale[j] + a.shift[j];
+      g.epi = a.epi;
+      g.out = a.out;
+      p_.notes.push_back("folded " + a.name + " into " + g.name);
+      g.name += "+" + a.name;
+      steps_.erase(steps_.begin() + static_cast<long>(i));
+      return true;
+    }
+    return false;
+  }
+
+  // BatchNorm read only by a Dense: (x s + t) W + b == x (s W) + (t W + b).
+  bool fold_affine_into_consumer() {
+    auto u = uses();
+    for (size_t i = 0; i < steps_.size(); ++i) {
+      Step& a = steps_[i];
+      if (a.kind != SK::Affine || a.source != AffineSource::BatchNorm || !a.epi.linear() || u[a.out] != 1) continue;
+      for (size_t ci = i + 1; ci < steps_.size(); ++ci) {
+        Step& g = steps_[ci];
+        if (g.kind != SK::Gemm || g.conv || g.in[0] != a.out) continue;
+        if (!is_periodic(a.scale, g.k) || !is_periodic(a.shift, g.k)) break;
+        std::vector<double> extra(static_cast<size_t>(g.m), 0.0);
+        for (int64_t kk = 0; kk < g.k; ++kk)
+          for (int64_t j = 0; j < g.m; ++j) extra[j] += static_cast<double>(a.shift[kk]) * g.w[kk * g.m + j];
+        for (int64_t kk = 0; kk < g.k; ++kk)
+          for (int64_t j = 0; j < g.m; ++j) g.w[kk * g.m + j] *= a.scale[kk];
+        if (g.ubias.empty()) g.ubias.assign(static_cast<size_t>(g.m), 0.0f);
+        for (int64_t j = 0; j < g.m; ++j) g.ubias[j] = static_cast<float>(g.ubias[j] + extra[j]);
+        g.in[0] = a.in[0];
+        p_.notes.push_back("folded " + a.name + " into " + g.name);
+        g.name = a.name + "+" + g.name;
+        steps_.erase(steps_.begin() + static_cast<long>(i));
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // An activation whose input is produced by a step with a linear epilogue, read by nothing else, becomes
+  // that step's epilogue.
+  bool fuse_activation() {
+    auto u = uses();
+    for (size_t i = 0; i < steps_.size(); ++i) {
+      Step& a = steps_[i];
+      if (a.kind != SK::Act) continue;
+      const int pi = producer(a.in[0]);
+      if (pi < 0 || u[a.in[0]] != 1) continue;
+      Step& g = steps_[pi];
+      if (g.kind == SK::Concat || g.kind == SK::Act || g.kind == SK::Cast || !g.epi.linear() ||
+          !g.epi.alpha.empty())
+        continue;
+      g.epi = a.epi;
+      g.out = a.out;
+      p_.notes.push_back("fused " + a.name + " into " + g.name);
+      g.name += "+" + a.name;
+      steps_.erase(steps_.begin() + static_cast<long>(i));
+      return true;
+    }
+    return false;
+  }
+
+  void remove_dead_steps() {
+    for (;;) {
+      auto u = uses();
+      bool changed = false;
+      for (size_t i = steps_.size(); i-- > 0;) {
+        if (u[steps_[i].out] == 0) {
+          steps_.erase(steps_.begin() + static_cast<long>(i));
+          changed = true;
+          break;
+        }
+      }
+      if (!changed) return;
+    }
+  }
+
+  // Add(x.., Dense(y)) with a linear Dense read only by the Add: the GEMM accumulates onto the other operand.
+  bool fuse_add() {
+    auto u = uses();
+    for (size_t si = 0; si < steps_.size(); ++si) {
+      Step& s = steps_[si];
+      if (s.kind != SK::Merge || s.merge != Merge::Add || s.epi.softmax || s.in.size() < 2) continue;
+      for (size_t j = 0; j < s.in.size(); ++j) {
+        const int v = s.in[j];
+        const int pi = producer(v);
+        if (pi < 0 || u[v] != 1 || is_output(v)) continue;
+        const Step& g0 = steps_[pi];
+        if (g0.kind != SK::Gemm || !g0.epi.linear() || !g0.epi.alpha.empty() || g0.acc >= 0) continue;
+        Step g = g0;
+        std::vector<int> rest = s.in;
+        rest.erase(rest.begin() + static_cast<long>(j));
+        const std::string note = "fused " + s.name + " into " + g.name + " (GEMM accumulates)";
+        g.name += "+" + s.name;
+        g.epi = s.epi;
+        g.out = s.out;
+        if (rest.size() == 1) {
+          g.acc = rest[0];
+          // The GEMM now reads rest[0], which may be computed after it: move it to the Add's place.
+          steps_.erase(steps_.begin() + static_cast<long>(si));
+          steps_.insert(steps_.begin() + static_cast<long>(si), g);
+          steps_.erase(steps_.begin() + pi);
+        } else {
+          g.acc = s.out;  // the Add of the other operands runs first, then the GEMM accumulates in place
+          s.in = rest;
+          s.epi = Epi{};
+          steps_.insert(steps_.begin() + static_cast<long>(si) + 1, g);
+          steps_.erase(steps_.begin() + pi);
+        }
+        p_.notes.push_back(note);
+        return true;
+      }
+    }
+    return false;
+  }
+
+  void make_roots() {
+    // Every value starts as its own dense root; aliases share their source's value id already.
+    for (size_t v = 0; v < p_.values.size(); ++v) {
+      Root r;
+      r.col_elems = p_.values[v].n;
+      p_.roots.push_back(r);
+      p_.values[v].root = static_cast<int>(v);
+    }
+  }
+
+  // Concatenate along the last axis: inputs written in place into their slice of the output.
+  void alias_concat() {
+    std::vector<bool> sliced(p_.values.size(), false);
+    for (auto& s : steps_) {
+      if (s.kind != SK::Concat || !s.concat_last_axis) continue;
+      const Value& outv = p_.values[s.out];
+      std::vector<int> keep_in;
+      std::vector<int64_t> keep_inner, keep_start;
+      for (size_t i = 0; i < s.in.size(); ++i) {
+        const int v = s.in[i];
+        const int64_t w = s.inner[i];
+        bool ok = !sliced[v] && !is_output(v) && !p_.values[v].reshaped && p_.values[v].input < 0 &&
+                  std::count(s.in.begin(), s.in.end(), v) == 1 && p_.values[v].last == w;
+        const int pi = ok ? producer(v) : -1;
+        if (pi < 0 || steps_[pi].kind == SK::Concat) ok = false;
+        if (ok) {
+          Value& val = p_.values[v];
+          val.root = outv.root;
+          val.off = s.starts[i];
+          val.ld = outv.last;
+          sliced[v] = true;
+          p_.notes.push_back("aliased " + steps_[pi].name + " into a slice of " + s.name);
+        } else {
+          keep_in.push_back(v);
+          keep_inner.push_back(w);
+          keep_start.push_back(s.starts[i]);
+        }
+      }
+      s.in = keep_in;
+      s.inner = keep_inner;
+      s.starts = keep_start;
+    }
+    // Concatenates whose inputs are all written in place have nothing left to do.
+    steps_.erase(std::remove_if(steps_.begin(), steps_.end(),
+                                [](const Step& s) { return s.kind == SK::Concat && s.in.empty(); }),
+                 steps_.end());
+  }
+
+  // Which reads of a root accept the half operand type: only a plain (non-im2col) GEMM's B operand.
+  void assign_dtypes() {
+    if (!half()) return;
+    std::vector<int> gemm_reads(p_.roots.size(), 0), other_reads(p_.roots.size(), 0);
+    for (const auto& s : steps_) {
+      for (size_t i = 0; i < s.in.size(); ++i) {
+        const int r = p_.values[s.in[i]].root;
+        if (s.kind == SK::Gemm && !s.conv && i == 0)
+          ++gemm_reads[r];
+        else
+          ++other_reads[r];
+      }
+      if (s.acc >= 0) ++other_reads[p_.values[s.acc].root];
+    }
+    for (int v : p_.outputs) ++other_reads[p_.values[v].root];
+    for (size_t r = 0; r < p_.roots.size(); ++r)
+      if (gemm_reads[r] > 0 && other_reads[r] == 0) p_.roots[r].dt = p_.operand_dt;
+  }
+
+  // A GEMM operand stored in f32 in a half mode: convert it once (shared by all GEMMs reading it).
+  void insert_casts() {
+    // The fused GEMM reads any operand type itself; cuBLASLt needs both operands in the half type.
+    if (!half() || p_.engine == GemmEngine::Fused) return;
+    std::map<int, int> cast_of;
+    for (size_t si = 0; si < steps_.size(); ++si) {
+      Step& s = steps_[si];
+      if (s.kind != SK::Gemm || s.conv) continue;
+      const int v = s.in[0];
+      if (p_.roots[p_.values[v].root].dt != DT::F32) continue;
+      auto it = cast_of.find(v);
+      if (it != cast_of.end()) {
+        s.in[0] = it->second;
+        continue;
+      }
+      const Value src = p_.values[v];
+      const int cv = new_value(src.n, src.last);
+      Root r;
+      r.col_elems = src.n;
+      r.dt = p_.operand_dt;
+      p_.roots.push_back(r);
+      p_.values[cv].root = static_cast<int>(p_.roots.size()) - 1;
+      Step c;
+      c.kind = SK::Cast;
+      c.name = s.name + "/cast";
+      c.in = {v};
+      c.out = cv;
+      cast_of[v] = cv;
+      s.in[0] = cv;
+      steps_.insert(steps_.begin() + static_cast<long>(si), c);
+      ++si;
+    }
+  }
+
+  int new_scratch(int64_t n, DT dt) {
+    const int v = new_value(n, n);
+    Root r;
+    r.col_elems = n;
+    r.dt = dt;
+    p_.roots.push_back(r);
+    p_.values[v].root = static_cast<int>(p_.roots.size()) - 1;
+    return v;
+  }
+
+  DT dt_of(int v) const { return p_.roots[p_.values[v].root].dt; }
+
+  std::vector<float> per_feature_bias(const Step& s) const {
+    std::vector<float> b(static_cast<size_t>(s.rpc * s.m));
+    for (size_t f = 0; f < b.size(); ++f) b[f] = s.ubias[f % static_cast<size_t>(s.m)];
+    return b;
+  }
+
+  void emit_gemm(const Step& s) {
+    const int a = new_blob(s.w, p_.operand_dt);
+    int b = s.in[0];
+    if (s.conv) {
+      const int col = new_scratch(s.steps_out * s.k, p_.operand_dt);
+      Op im;
+      im.type = OpType::Im2col;
+      im.name = s.name + "/im2col";
+      im.ins = {s.in[0]};
+      im.out = col;
+      im.steps_in = s.steps_in;
+      im.cin = s.cin;
+      im.ksize = s.ksize;
+      im.stride = s.stride;
+      im.dilation = s.dilation;
+      im.pad_left = s.pad_left;
+      im.steps_out = s.steps_out;
+      im.n = s.steps_out * s.k;
+      p_.ops.push_back(im);
+      b = col;
+    }
+    const int ubias = s.ubias.empty() ? -1 : new_blob(s.ubias);
+    const int alpha = s.epi.alpha.empty() ? -1 : new_blob(s.epi.alpha);
+    const DT dout = dt_of(s.out);
+    Op g;
+    g.name = s.name;
+    g.a = a;
+    g.b = b;
+    g.m = s.m;
+    g.k = s.k;
+    g.rpc = s.rpc;
+    const int64_t nout = s.rpc * s.m;
+
+    if (p_.engine == GemmEngine::Fused) {
+      g.type = OpType::GemmFused;
+      g.c = s.acc;
+      g.bias = ubias;
+      if (!s.epi.softmax) {
+        g.d = s.out;
+        g.act = s.epi.act;
+        g.params = s.epi.params;
+        g.alpha = alpha;
+        p_.ops.push_back(g);
+        return;
+      }
+      g.d = dout == DT::F32 ? s.out : new_scratch(nout, DT::F32);
+      p_.ops.push_back(g);
+      emit_softmax(s.name + "/softmax", g.d, s.out, -1, s.m, s.rpc);
+      return;
+    }
+
+    g.type = OpType::GemmLt;
+    const bool plain_relu = s.epi.act == ActKind::Relu && s.epi.params.alpha == 0.0f &&
+                            std::isinf(s.epi.params.max_value) && s.epi.params.max_value > 0 &&
+                            s.epi.params.threshold == 0.0f;
+    const bool epi_ok = !s.epi.softmax && s.epi.alpha.empty() &&
+                        (s.epi.act == ActKind::Linear || (opt_.relu_epilogue && plain_relu));
+    const bool acc_f32 = s.acc >= 0 && dt_of(s.acc) == DT::F32;
+    if (epi_ok && dout == DT::F32 && (s.acc < 0 || acc_f32)) {
+      g.d = s.out;
+      g.c = s.acc;
+      g.bias = ubias;
+      if (s.epi.act == ActKind::Relu)
+        g.lt_epilogue = ubias >= 0 ? LtEpilogue::ReluBias : LtEpilogue::Relu;
+      else
+        g.lt_epilogue = ubias >= 0 ? LtEpilogue::Bias : LtEpilogue::None;
+      p_.ops.push_back(g);
+      return;
+    }
+    // GEMM into an f32 buffer (the output itself when it is f32), then one post-kernel: bias + the
+    // activation (+ the accumulated operand when cuBLASLt cannot read it) + conversion to the output type.
+    g.d = dout == DT::F32 ? s.out : new_scratch(nout, DT::F32);
+    g.c = acc_f32 ? s.acc : -1;  // D is f32 here, so cuBLASLt can read an f32 C (in place when C is the output)
+    const bool acc_in_post = s.acc >= 0 && !acc_f32;
+    p_.ops.push_back(g);
+    const int pbias = s.ubias.empty() ? -1 : new_blob(per_feature_bias(s));
+    if (s.epi.softmax) {
+      emit_softmax(s.name + "/softmax", g.d, s.out, pbias, s.m, s.rpc);
+      return;
+    }
+    Op e;
+    e.type = OpType::Ew;
+    e.name = s.name + "/epilogue";
+    e.ins = {g.d};
+    if (acc_in_post) e.ins.push_back(s.acc);
+    e.merge = acc_in_post ? Merge::Add : Merge::Copy;
+    e.out = s.out;
+    e.bias = pbias;
+    e.act = s.epi.act;
+    e.params = s.epi.params;
+    e.alpha = alpha;
+    e.n = nout;
+    p_.ops.push_back(e);
+  }
+
+  void emit_softmax(const std::string& name, int in, int out, int bias, int64_t L, int64_t rpc) {
+    Op o;
+    o.type = OpType::Softmax;
+    o.name = name;
+    o.ins = {in};
+    o.out = out;
+    o.bias = bias;
+    o.L = L;
+    o.rpc = rpc;
+    p_.ops.push_back(o);
+  }
+
+  // The fused activation of an element-wise step, written as a separate softmax when it is one.
+  void emit_ew(Op e, const Epi& epi, int64_t last) {
+    e.act = epi.act;
+    e.params = epi.params;
+    e.alpha = epi.alpha.empty() ? -1 : new_blob(epi.alpha);
+    if (!epi.softmax) {
+      p_.ops.push_back(e);
+      return;
+    }
+    // Element-wise in f32 (into the output when it is f32, else a scratch buffer), then the softmax.
+    const int out = e.out;
+    if (dt_of(out) != DT::F32) e.out = new_scratch(e.n, DT::F32);
+    p_.ops.push_back(e);
+    emit_softmax(e.name + "/softmax", e.out, out, -1, last, e.n / last);
+  }
+
+  void emit_ops() {
+    for (size_t si = 0; si < steps_.size(); ++si) {
+      const Step& s = steps_[si];
+      const int64_t nout = p_.values[s.out].n;
+      switch (s.kind) {
+        case SK::Gemm: emit_gemm(s); break;
+        case SK::Affine: {
+          Op e;
+          e.type = OpType::Ew;
+          e.name = s.name;
+          e.ins = {s.in[0]};
+          e.out = s.out;
+          e.scale = new_blob(s.scale);
+          e.shift = new_blob(s.shift);
+          e.subtract_first = s.subtract_first;
+          e.n = nout;
+          emit_ew(e, s.epi, p_.values[s.out].last);
+          break;
+        }
+        case SK::Act:
+        case SK::Cast: {
+          Op e;
+          e.type = OpType::Ew;
+          e.name = s.name;
+          e.ins = {s.in[0]};
+          e.out = s.out;
+          e.n = nout;
+          if (s.kind == SK::Act && s.epi.softmax) {
+            emit_softmax(s.name, s.in[0], s.out, -1, p_.values[s.out].last, nout / p_.values[s.out].last);
+            break;
+          }
+          emit_ew(e, s.epi, p_.values[s.out].last);
+          break;
+        }
+        case SK::Merge: {
+          // At most kMaxEwInputs operands per kernel: longer merges accumulate into the output.
+          const int nin = static_cast<int>(s.in.size());
+          int done = 0;
+          while (done < nin) {
+            Op e;
+            e.type = OpType::Ew;
+            e.name = s.name;
+            e.out = s.out;
+            e.n = nout;
+            e.merge = s.merge;
+            if (done > 0) e.ins.push_back(s.out);
+            const int take = std::min(nin - done, kMaxEwInputs - static_cast<int>(e.ins.size()));
+            for (int i = 0; i < take; ++i) e.ins.push_back(s.in[done + i]);
+            done += take;
+            const bool last_chunk = done == nin;
+            if (e.ins.size() == 1) e.merge = Merge::Copy;
+            if (s.merge == Merge::Average && last_chunk) e.avg_div = static_cast<float>(nin);
+            if (last_chunk)
+              emit_ew(e, s.epi, p_.values[s.out].last);
+            else
+              p_.ops.push_back(e);
+          }
+          break;
+        }
+        case SK::Concat: {
+          const int64_t row_total = p_.values[s.out].n / s.outer;  // one output row per outer index
+          for (size_t i = 0; i < s.in.size(); ++i) {
+            Op e;
+            e.type = OpType::Ew;
+            e.name = s.name;
+            e.ins = {s.in[i]};
+            e.out = s.out;
+            e.n = p_.values[s.in[i]].n;
+            e.remap_w = s.inner[i];
+            e.remap_total = row_total;
+            e.remap_start = s.starts[i];
+            p_.ops.push_back(e);
+          }
+          break;
+        }
+      }
+    }
+  }
+
+  // Liveness over ops, then slots: a root takes a free slot (best fit, else the largest free one grown).
+  void allocate() {
+    const int inf = std::numeric_limits<int>::max();
+    for (size_t i = 0; i < p_.ops.size(); ++i) {
+      const Op& o = p_.ops[i];
+      for (int v : o.reads()) {
+        Root& r = p_.roots[p_.values[v].root];
+        r.last = std::max(r.last, static_cast<int>(i));
+      }
+      Root& w = p_.roots[p_.values[o.writes()].root];
+      w.def = std::min(w.def, static_cast<int>(i));
+    }
+    for (int v : p_.inputs) p_.roots[p_.values[v].root].def = -1;
+    for (int v : p_.outputs) p_.roots[p_.values[v].root].last = inf;
+    std::vector<int> order;
+    for (size_t r = 0; r < p_.roots.size(); ++r)
+      if (p_.roots[r].def != inf) order.push_back(static_cast<int>(r));  // roots never written are unused
+    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return p_.roots[a].def < p_.roots[b].def; });
+    std::vector<int> holder;  // root held by each slot, -1 when free
+    for (int r : order) {
+      Root& root = p_.roots[r];
+      // Free slots whose root's last reader ran before this root is first written.
+      for (size_t sl = 0; sl < holder.size(); ++sl)
+        if (holder[sl] >= 0 && p_.roots[holder[sl]].last < root.def) holder[sl] = -1;
+      const int64_t need = root.col_elems * dt_size(root.dt);
+      int best = -1;
+      for (size_t sl = 0; sl < holder.size(); ++sl) {
+        if (holder[sl] != -1) continue;
+        if (best < 0) {
+          best = static_cast<int>(sl);
+          continue;
+        }
+        const int64_t have = p_.slot_bytes_per_col[sl], cur = p_.slot_bytes_per_col[best];
+        const bool fits = have >= need, cur_fits = cur >= need;
+        if ((fits && (!cur_fits || have < cur)) || (!fits && !cur_fits && have > cur)) best = static_cast<int>(sl);
+      }
+      if (best < 0) {
+        holder.push_back(-1);
+        p_.slot_bytes_per_col.push_back(0);
+        best = static_cast<int>(holder.size()) - 1;
+      }
+      p_.slot_bytes_per_col[best] = std::max(p_.slot_bytes_per_col[best], need);
+      holder[best] = r;
+      root.slot = best;
+    }
+    // Keep each slot a multiple of 16 bytes per column, so column offsets keep 16-byte alignment.
+    for (auto& b : p_.slot_bytes_per_col) b = (b + 15) / 16 * 16;
+  }
+};
+
+}  // namespace detail
+
+/// Lower a model (shapes inferred) for the CUDA backend. Throws Unsupported naming the layer for layers it
+/// cannot run (custom layers).
+inline Program lower_model(const Model& model, const LowerOptions& options = {}) {
+  return detail::Lowerer(model, options).run();
+}
+
+/// Whether the CUDA backend runs this node (every built-in op; not custom layers).
+inline bool cuda_supports(const Node& node, std::string* why) {
+  if (node.op == OpKind::Custom) {
+    if (why) *why = "custom layer class '" + node.keras_class + "' is not executed by the CUDA backend";
+    return false;
+  }
+  return true;
+}
+
+}  // namespace fkb::cuda
