@@ -156,36 +156,29 @@ contains
     end do
   end function f_string
 
-  !> Report the outcome of a call: fill stat/errmsg, or error stop when stat is absent.
-  subroutine report(code, msg, stat, errmsg)
+  !> End a call: set stat, or error stop with the message when stat is absent and code /= FKB_OK.
+  !> Each public procedure assigns its own errmsg before calling this: gfortran 12 loses the length of
+  !> an optional deferred-length dummy that is passed on to another procedure's optional dummy.
+  subroutine report(code, msg, stat)
     integer, intent(in) :: code
     character(len=*), intent(in) :: msg
     integer, intent(out), optional :: stat
-    character(len=:), allocatable, intent(out), optional :: errmsg
     if (present(stat)) stat = code
-    if (present(errmsg)) then
-      if (code == FKB_OK) then
-        errmsg = ''
-      else
-        errmsg = msg
-      end if
-    end if
     if (code /= FKB_OK .and. .not. present(stat)) then
       error stop 'fkb: ' // msg
     end if
   end subroutine report
 
-  !> Report a C API status, taking the message from fkb_last_error().
-  subroutine report_c(code, stat, errmsg)
+  !> The message for a C API status: fkb_last_error() on failure, '' on success.
+  function c_message(code) result(msg)
     integer(c_int), intent(in) :: code
-    integer, intent(out), optional :: stat
-    character(len=:), allocatable, intent(out), optional :: errmsg
+    character(len=:), allocatable :: msg
     if (code == FKB_OK) then
-      call report(FKB_OK, '', stat, errmsg)
+      msg = ''
     else
-      call report(int(code), f_string(fkb_last_error_c()), stat, errmsg)
+      msg = f_string(fkb_last_error_c())
     end if
-  end subroutine report_c
+  end function c_message
 
   function itoa(i) result(s)
     integer(int64), intent(in) :: i
@@ -233,6 +226,7 @@ contains
     integer(c_int32_t) :: nt
     integer(c_int) :: code
     type(c_ptr) :: h
+    character(len=:), allocatable :: msg
 
     call self%free()
     c_device = c_string('auto')
@@ -247,23 +241,17 @@ contains
     if (present(threads)) nt = int(threads, c_int32_t)
 
     code = fkb_load_ex_c(c_string(path), c_device, c_precision, mb, nt, c_config, h)
-    if (code /= FKB_OK) then
-      call report_c(code, stat, errmsg)
-      return
-    end if
-    self%handle = h
-    code = fkb_n_inputs_c(h, n)
     if (code == FKB_OK) then
-      self%nin = int(n)
-      code = fkb_n_outputs_c(h, n)
+      self%handle = h
+      code = fkb_n_inputs_c(h, n)
+      if (code == FKB_OK) self%nin = int(n)
+      if (code == FKB_OK) code = fkb_n_outputs_c(h, n)
       if (code == FKB_OK) self%nout = int(n)
     end if
-    if (code /= FKB_OK) then
-      call report_c(code, stat, errmsg)
-      call self%free()
-      return
-    end if
-    call report(FKB_OK, '', stat, errmsg)
+    msg = c_message(code)
+    if (code /= FKB_OK) call self%free()
+    if (present(errmsg)) errmsg = msg
+    call report(int(code), msg, stat)
   end subroutine model_load
 
   !> Shape checks shared by the real32/real64 predict: x(nin, ncol), y(nout, ncol).
@@ -302,15 +290,12 @@ contains
     integer :: code
     character(len=:), allocatable :: msg
     call check_shapes(self, shape(x, kind=int64), shape(y, kind=int64), code, msg)
-    if (code /= FKB_OK) then
-      call report(code, msg, stat, errmsg)
-      return
+    if (code == FKB_OK .and. size(x, 2) > 0) then
+      code = int(fkb_predict_f32_c(self%handle, c_loc(x), int(size(x, 2), c_int64_t), c_loc(y)))
+      msg = c_message(int(code, c_int))
     end if
-    if (size(x, 2) == 0) then
-      call report(FKB_OK, '', stat, errmsg)
-      return
-    end if
-    call report_c(fkb_predict_f32_c(self%handle, c_loc(x), int(size(x, 2), c_int64_t), c_loc(y)), stat, errmsg)
+    if (present(errmsg)) errmsg = msg
+    call report(code, msg, stat)
   end subroutine model_predict_r32
 
   !> y = model(x) for x(n_inputs, ncol), y(n_outputs, ncol), real64.
@@ -323,15 +308,12 @@ contains
     integer :: code
     character(len=:), allocatable :: msg
     call check_shapes(self, shape(x, kind=int64), shape(y, kind=int64), code, msg)
-    if (code /= FKB_OK) then
-      call report(code, msg, stat, errmsg)
-      return
+    if (code == FKB_OK .and. size(x, 2) > 0) then
+      code = int(fkb_predict_f64_c(self%handle, c_loc(x), int(size(x, 2), c_int64_t), c_loc(y)))
+      msg = c_message(int(code, c_int))
     end if
-    if (size(x, 2) == 0) then
-      call report(FKB_OK, '', stat, errmsg)
-      return
-    end if
-    call report_c(fkb_predict_f64_c(self%handle, c_loc(x), int(size(x, 2), c_int64_t), c_loc(y)), stat, errmsg)
+    if (present(errmsg)) errmsg = msg
+    call report(code, msg, stat)
   end subroutine model_predict_r64
 
   !> Features per column of the model input (0 and an error when not loaded).
@@ -339,13 +321,19 @@ contains
     class(fkb_model), intent(in) :: self
     integer, intent(out), optional :: stat
     character(len=:), allocatable, intent(out), optional :: errmsg
+    character(len=:), allocatable :: msg
+    integer :: code
     n = 0
-    if (.not. c_associated(self%handle)) then
-      call report(FKB_ERR_INVALID_ARGUMENT, 'fkb_model%n_inputs: the model is not loaded', stat, errmsg)
-      return
+    code = FKB_OK
+    msg = ''
+    if (c_associated(self%handle)) then
+      n = self%nin
+    else
+      code = FKB_ERR_INVALID_ARGUMENT
+      msg = 'fkb_model%n_inputs: the model is not loaded'
     end if
-    n = self%nin
-    call report(FKB_OK, '', stat, errmsg)
+    if (present(errmsg)) errmsg = msg
+    call report(code, msg, stat)
   end function model_n_inputs
 
   !> Features per column of the model output (0 and an error when not loaded).
@@ -353,13 +341,19 @@ contains
     class(fkb_model), intent(in) :: self
     integer, intent(out), optional :: stat
     character(len=:), allocatable, intent(out), optional :: errmsg
+    character(len=:), allocatable :: msg
+    integer :: code
     n = 0
-    if (.not. c_associated(self%handle)) then
-      call report(FKB_ERR_INVALID_ARGUMENT, 'fkb_model%n_outputs: the model is not loaded', stat, errmsg)
-      return
+    code = FKB_OK
+    msg = ''
+    if (c_associated(self%handle)) then
+      n = self%nout
+    else
+      code = FKB_ERR_INVALID_ARGUMENT
+      msg = 'fkb_model%n_outputs: the model is not loaded'
     end if
-    n = self%nout
-    call report(FKB_OK, '', stat, errmsg)
+    if (present(errmsg)) errmsg = msg
+    call report(code, msg, stat)
   end function model_n_outputs
 
   !> What runs the model, e.g. 'cpu (2 threads)'.
@@ -371,19 +365,23 @@ contains
     character(kind=c_char) :: buf(256)
     integer(c_int) :: code
     integer :: i
+    character(len=:), allocatable :: msg
     name = ''
-    if (.not. c_associated(self%handle)) then
-      call report(FKB_ERR_INVALID_ARGUMENT, 'fkb_model%device_name: the model is not loaded', stat, errmsg)
-      return
+    if (c_associated(self%handle)) then
+      code = fkb_device_name_c(self%handle, buf, int(size(buf), c_size_t))
+      msg = c_message(code)
+      if (code == FKB_OK) then
+        do i = 1, size(buf)
+          if (buf(i) == c_null_char) exit
+          name = name // buf(i)
+        end do
+      end if
+    else
+      code = FKB_ERR_INVALID_ARGUMENT
+      msg = 'fkb_model%device_name: the model is not loaded'
     end if
-    code = fkb_device_name_c(self%handle, buf, int(size(buf), c_size_t))
-    if (code == FKB_OK) then
-      do i = 1, size(buf)
-        if (buf(i) == c_null_char) exit
-        name = name // buf(i)
-      end do
-    end if
-    call report_c(code, stat, errmsg)
+    if (present(errmsg)) errmsg = msg
+    call report(int(code), msg, stat)
   end function model_device_name
 
   !> Whether a model is loaded.
@@ -403,7 +401,8 @@ contains
     self%handle = c_null_ptr
     self%nin = 0
     self%nout = 0
-    call report_c(code, stat, errmsg)
+    if (present(errmsg)) errmsg = c_message(code)
+    call report(int(code), c_message(code), stat)
   end subroutine model_free
 
   !> Defined assignment: copying a loaded model is an error (one handle, one owner). Assigning a model
@@ -418,8 +417,9 @@ contains
     call lhs%free()
   end subroutine model_assign
 
-  !> Finalizer: frees the model when the variable goes out of scope or is deallocated.
-  subroutine model_finalize(self)
+  !> Finalizer: frees the model when the variable goes out of scope or is deallocated. Elemental, so
+  !> that arrays of models of any rank are finalized too.
+  impure elemental subroutine model_finalize(self)
     type(fkb_model), intent(inout) :: self
     integer(c_int) :: code
     if (c_associated(self%handle)) code = fkb_free_c(self%handle)

@@ -67,19 +67,14 @@ contains
   ! ------------------------------------------------------------------------------------------------
   ! helpers
 
-  subroutine report(code, msg, stat, errmsg)
+  !> End a call: set stat, or error stop with the message when stat is absent and code /= FKB_OK.
+  !> (errmsg is assigned by each public procedure itself: gfortran 12 loses the length of an optional
+  !> deferred-length dummy passed on to another optional dummy.)
+  subroutine report(code, msg, stat)
     integer, intent(in) :: code
     character(len=*), intent(in) :: msg
     integer, intent(out), optional :: stat
-    character(len=:), allocatable, intent(out), optional :: errmsg
     if (present(stat)) stat = code
-    if (present(errmsg)) then
-      if (code == FKB_OK) then
-        errmsg = ''
-      else
-        errmsg = msg
-      end if
-    end if
     if (code /= FKB_OK .and. .not. present(stat)) then
       error stop 'fkb: ' // msg
     end if
@@ -268,6 +263,18 @@ contains
     integer, intent(in), optional :: comm
     integer, intent(out), optional :: stat
     character(len=:), allocatable, intent(out), optional :: errmsg
+    integer :: code
+    character(len=:), allocatable :: msg
+    if (present(comm)) continue  ! reserved for the MPI layer
+    call physics_init(namelist_file, code, msg)
+    if (present(errmsg)) errmsg = msg
+    call report(code, msg, stat)
+  end subroutine fkb_physics_init
+
+  subroutine physics_init(namelist_file, code, msg)
+    character(len=*), intent(in) :: namelist_file
+    integer, intent(out) :: code
+    character(len=:), allocatable, intent(out) :: msg
     character(len=path_len) :: model_path, input_sub_file, input_div_file, output_scale_file, config_path
     character(len=64) :: device, precision
     integer :: max_batch, threads
@@ -275,11 +282,12 @@ contains
     namelist /fkb_nl/ model_path, input_sub_file, input_div_file, output_scale_file, device, precision, &
       max_batch, threads, config_path, verbose
     character(len=512) :: iomsg
-    character(len=:), allocatable :: base, msg
-    integer :: unit, ios, code
+    character(len=:), allocatable :: base
+    integer :: unit, ios
 
-    if (present(comm)) continue  ! reserved for the MPI layer
     call fkb_physics_finalize()
+    code = FKB_OK
+    msg = ''
 
     model_path = ''
     input_sub_file = ''
@@ -294,20 +302,21 @@ contains
 
     open(newunit=unit, file=namelist_file, status='old', action='read', iostat=ios, iomsg=iomsg)
     if (ios /= 0) then
-      call report(FKB_ERR_FILE, "fkb_physics_init: cannot open namelist file '" // trim(namelist_file) // &
-                  "': " // trim(iomsg), stat, errmsg)
+      code = FKB_ERR_FILE
+      msg = "fkb_physics_init: cannot open namelist file '" // trim(namelist_file) // "': " // trim(iomsg)
       return
     end if
     read(unit, nml=fkb_nl, iostat=ios, iomsg=iomsg)
     close(unit)
     if (ios /= 0) then
-      call report(FKB_ERR_FORMAT, "fkb_physics_init: cannot read namelist &fkb_nl from '" // &
-                  trim(namelist_file) // "': " // trim(iomsg), stat, errmsg)
+      code = FKB_ERR_FORMAT
+      msg = "fkb_physics_init: cannot read namelist &fkb_nl from '" // trim(namelist_file) // "': " // &
+            trim(iomsg)
       return
     end if
     if (len_trim(model_path) == 0) then
-      call report(FKB_ERR_INVALID_ARGUMENT, "fkb_physics_init: &fkb_nl in '" // trim(namelist_file) // &
-                  "' sets no model_path", stat, errmsg)
+      code = FKB_ERR_INVALID_ARGUMENT
+      msg = "fkb_physics_init: &fkb_nl in '" // trim(namelist_file) // "' sets no model_path"
       return
     end if
 
@@ -315,7 +324,7 @@ contains
     call net%load(resolve(model_path, base), device=trim(device), precision=trim(precision), &
                   max_batch=max_batch, threads=threads, config=resolve(config_path, base), stat=code, errmsg=msg)
     if (code /= FKB_OK) then
-      call report(code, 'fkb_physics_init: ' // msg, stat, errmsg)
+      msg = 'fkb_physics_init: ' // msg
       return
     end if
     nin = net%n_inputs()
@@ -331,7 +340,7 @@ contains
                        .true., scale64, code, msg)
     if (code /= FKB_OK) then
       call fkb_physics_finalize()
-      call report(code, 'fkb_physics_init: ' // msg, stat, errmsg)
+      msg = 'fkb_physics_init: ' // msg
       return
     end if
     sub32 = real(sub64, real32)
@@ -342,8 +351,7 @@ contains
       write(*, '(a)') 'fkb_physics: ' // trim(resolve(model_path, base)) // ' (' // itoa(nin) // ' inputs -> ' // &
         itoa(nout) // ' outputs) on ' // net%device_name()
     end if
-    call report(FKB_OK, '', stat, errmsg)
-  end subroutine fkb_physics_init
+  end subroutine physics_init
 
   !> Shape checks shared by both kinds.
   subroutine check_run(nx1, nx2, ny1, ny2, code, msg)
@@ -374,13 +382,21 @@ contains
     real(real64), contiguous, intent(inout) :: y(:, :)
     integer, intent(out), optional :: stat
     character(len=:), allocatable, intent(out), optional :: errmsg
-    integer :: code, j, ncol
+    integer :: code
     character(len=:), allocatable :: msg
+    call run_r64(x, y, code, msg)
+    if (present(errmsg)) errmsg = msg
+    call report(code, msg, stat)
+  end subroutine physics_run_r64
+
+  subroutine run_r64(x, y, code, msg)
+    real(real64), intent(in) :: x(:, :)
+    real(real64), contiguous, intent(inout) :: y(:, :)
+    integer, intent(out) :: code
+    character(len=:), allocatable, intent(out) :: msg
+    integer :: j, ncol
     call check_run(size(x, 1), size(x, 2), size(y, 1), size(y, 2), code, msg)
-    if (code /= FKB_OK) then
-      call report(code, msg, stat, errmsg)
-      return
-    end if
+    if (code /= FKB_OK) return
     ncol = size(x, 2)
     if (allocated(work64)) then
       if (size(work64, 2) < ncol) deallocate(work64)
@@ -391,27 +407,34 @@ contains
     end do
     call net%predict(work64(:, 1:ncol), y, stat=code, errmsg=msg)
     if (code /= FKB_OK) then
-      call report(code, 'fkb_physics_run: ' // msg, stat, errmsg)
+      msg = 'fkb_physics_run: ' // msg
       return
     end if
     do j = 1, ncol
       y(:, j) = y(:, j) / scale64
     end do
-    call report(FKB_OK, '', stat, errmsg)
-  end subroutine physics_run_r64
+  end subroutine run_r64
 
   subroutine physics_run_r32(x, y, stat, errmsg)
     real(real32), intent(in) :: x(:, :)
     real(real32), contiguous, intent(inout) :: y(:, :)
     integer, intent(out), optional :: stat
     character(len=:), allocatable, intent(out), optional :: errmsg
-    integer :: code, j, ncol
+    integer :: code
     character(len=:), allocatable :: msg
+    call run_r32(x, y, code, msg)
+    if (present(errmsg)) errmsg = msg
+    call report(code, msg, stat)
+  end subroutine physics_run_r32
+
+  subroutine run_r32(x, y, code, msg)
+    real(real32), intent(in) :: x(:, :)
+    real(real32), contiguous, intent(inout) :: y(:, :)
+    integer, intent(out) :: code
+    character(len=:), allocatable, intent(out) :: msg
+    integer :: j, ncol
     call check_run(size(x, 1), size(x, 2), size(y, 1), size(y, 2), code, msg)
-    if (code /= FKB_OK) then
-      call report(code, msg, stat, errmsg)
-      return
-    end if
+    if (code /= FKB_OK) return
     ncol = size(x, 2)
     if (allocated(work32)) then
       if (size(work32, 2) < ncol) deallocate(work32)
@@ -422,14 +445,13 @@ contains
     end do
     call net%predict(work32(:, 1:ncol), y, stat=code, errmsg=msg)
     if (code /= FKB_OK) then
-      call report(code, 'fkb_physics_run: ' // msg, stat, errmsg)
+      msg = 'fkb_physics_run: ' // msg
       return
     end if
     do j = 1, ncol
       y(:, j) = y(:, j) / scale32
     end do
-    call report(FKB_OK, '', stat, errmsg)
-  end subroutine physics_run_r32
+  end subroutine run_r32
 
   !> Release the model and the normalization vectors. Safe to call twice or before init.
   subroutine fkb_physics_finalize(stat, errmsg)
@@ -447,7 +469,8 @@ contains
     if (allocated(scale32)) deallocate(scale32)
     if (allocated(work64)) deallocate(work64)
     if (allocated(work32)) deallocate(work32)
-    call report(FKB_OK, '', stat, errmsg)
+    if (present(errmsg)) errmsg = ''
+    if (present(stat)) stat = FKB_OK
   end subroutine fkb_physics_finalize
 
   integer function fkb_physics_n_inputs()

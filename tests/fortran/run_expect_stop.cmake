@@ -1,0 +1,10 @@
+# Runs CMD (a ;-list) and requires a nonzero exit status and output matching REGEX.
+execute_process(COMMAND ${CMD} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+set(all "${out}${err}")
+if(rc EQUAL 0)
+  message(FATAL_ERROR "expected a nonzero exit status, got 0. Output:\n${all}")
+endif()
+if(NOT all MATCHES "${REGEX}")
+  message(FATAL_ERROR "output does not match '${REGEX}' (exit ${rc}):\n${all}")
+endif()
+message(STATUS "exit ${rc}, output as expected:\n${all}")

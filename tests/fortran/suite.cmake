@@ -1,0 +1,77 @@
+# The Fortran test suite, defined once and built twice: in the main build with its Fortran compiler
+# (tests/fortran/CMakeLists.txt) and, when LLVM flang is installed, by the standalone project in
+# tests/fortran/flang/ that compiles module fkb with flang against the same libfkb.
+#
+# fkb_fortran_test_suite(PREFIX <test-name prefix> LIBRARY <target providing modules fkb, fkb_physics>
+#   DATA_DIR <dir of <fixture>.txt files from fkb_fixture_export> WORK_DIR <scratch dir>
+#   [SETUP_FIXTURE <CTest fixture that writes DATA_DIR>]
+#   PARITY <fixtures...> SMALL <single-input fixture> PHYSICS <fixture>)
+set(FKB_FORTRAN_SUITE_DIR ${CMAKE_CURRENT_LIST_DIR})
+
+function(fkb_fortran_test_suite)
+  cmake_parse_arguments(S "" "PREFIX;LIBRARY;DATA_DIR;WORK_DIR;SETUP_FIXTURE;SMALL;PHYSICS" "PARITY" ${ARGN})
+  set(d ${FKB_FORTRAN_SUITE_DIR})
+  set(p ${S_PREFIX})
+
+  add_library(${p}test_util STATIC ${d}/fkb_test_util.f90)
+  set_target_properties(${p}test_util PROPERTIES Fortran_MODULE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/${p}mod)
+  target_include_directories(${p}test_util PUBLIC ${CMAKE_CURRENT_BINARY_DIR}/${p}mod)
+  target_link_libraries(${p}test_util PUBLIC ${S_LIBRARY})
+  foreach(t test_parity test_errors test_physics test_stop test_finalizer)
+    add_executable(${p}${t} ${d}/${t}.f90)
+    set_target_properties(${p}${t} PROPERTIES Fortran_MODULE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/${p}${t}_mod)
+    target_link_libraries(${p}${t} PRIVATE ${p}test_util)
+  endforeach()
+  add_executable(${p}leak_control ${d}/leak_control.f90)
+  set_target_properties(${p}leak_control PROPERTIES Fortran_MODULE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/${p}lc_mod)
+  target_link_libraries(${p}leak_control PRIVATE ${S_LIBRARY})
+
+  set(data ${S_DATA_DIR})
+  set(work ${S_WORK_DIR})
+  set(parity_files)
+  foreach(f ${S_PARITY})
+    list(APPEND parity_files ${data}/${f}.txt)
+  endforeach()
+  set(small ${data}/${S_SMALL}.txt)
+  set(tests)
+
+  add_test(NAME ${p}parity COMMAND ${p}test_parity ${parity_files})
+  add_test(NAME ${p}errors COMMAND ${p}test_errors ${small} ${work}/errors)
+  add_test(NAME ${p}physics COMMAND ${p}test_physics ${data}/${S_PHYSICS}.txt ${work}/physics)
+  add_test(NAME ${p}finalizer COMMAND ${p}test_finalizer ${small})
+  list(APPEND tests ${p}parity ${p}errors ${p}physics ${p}finalizer)
+
+  # Without stat: error stop with the message, nonzero exit.
+  foreach(case "load_missing|missing_model.h5" "predict_shape|x has [0-9]+ rows"
+                "copy|cannot be copied" "physics_uninit|not initialized")
+    string(REPLACE "|" ";" parts "${case}")
+    list(GET parts 0 mode)
+    list(GET parts 1 regex)
+    add_test(NAME ${p}error_stop_${mode} COMMAND ${CMAKE_COMMAND} "-DCMD=$<TARGET_FILE:${p}test_stop>$<SEMICOLON>${mode}$<SEMICOLON>${small}"
+      "-DREGEX=fkb: .*${regex}" -P ${d}/run_expect_stop.cmake)
+    list(APPEND tests ${p}error_stop_${mode})
+  endforeach()
+
+  # The finalizer frees every model: no definitely-lost block under valgrind. The control program that
+  # leaks one model on purpose must be caught by the same command.
+  find_program(FKB_VALGRIND valgrind)
+  if(FKB_VALGRIND)
+    # list separators inside one add_test argument must be $<SEMICOLON>
+    set(vg "${FKB_VALGRIND}$<SEMICOLON>--leak-check=full$<SEMICOLON>--errors-for-leak-kinds=definite")
+    string(APPEND vg "$<SEMICOLON>--show-leak-kinds=definite$<SEMICOLON>--error-exitcode=97$<SEMICOLON>--quiet")
+    add_test(NAME ${p}finalizer_valgrind COMMAND ${CMAKE_COMMAND} "-DCMD=${vg}$<SEMICOLON>$<TARGET_FILE:${p}test_finalizer>$<SEMICOLON>${small}"
+      -DEXPECT=0 -P ${d}/run_valgrind.cmake)
+    add_test(NAME ${p}leak_control_valgrind COMMAND ${CMAKE_COMMAND}
+      "-DCMD=${vg}$<SEMICOLON>$<TARGET_FILE:${p}leak_control>$<SEMICOLON>${small}" -DEXPECT=97 -P ${d}/run_valgrind.cmake)
+    set_tests_properties(${p}finalizer_valgrind ${p}leak_control_valgrind PROPERTIES TIMEOUT 600 LABELS "fortran;valgrind")
+    list(APPEND tests ${p}finalizer_valgrind ${p}leak_control_valgrind)
+  else()
+    message(STATUS "FKB: valgrind not found; the Fortran finalizer leak check is skipped")
+  endif()
+
+  set_tests_properties(${tests} PROPERTIES ENVIRONMENT "OMP_NUM_THREADS=1;OPENBLAS_NUM_THREADS=1")
+  set_property(TEST ${tests} APPEND PROPERTY LABELS fortran)
+  if(S_SETUP_FIXTURE)
+    set_tests_properties(${tests} PROPERTIES FIXTURES_REQUIRED ${S_SETUP_FIXTURE})
+  endif()
+endfunction()
