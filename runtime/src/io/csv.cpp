@@ -14,8 +14,6 @@ namespace fkb::io {
 
 namespace {
 
-bool is_separator(char c) { return c == ',' || c == ';' || c == ' ' || c == '\t' || c == '\r'; }
-
 // Parse the numbers of one line; false when a token is not a number.
 bool parse_line(const std::string& line, std::vector<double>& out) {
   out.clear();
@@ -29,10 +27,13 @@ bool parse_line(const std::string& line, std::vector<double>& out) {
     if (e == s) return false;
     out.push_back(v);
     s = e;
+    const char* after_number = s;
     while (s < end && (*s == ' ' || *s == '\t' || *s == '\r')) ++s;
     if (s < end) {
-      if (!is_separator(*s)) return false;
-      ++s;
+      if (*s == ',' || *s == ';')
+        ++s;
+      else if (s == after_number)  // whitespace alone also separates values
+        return false;
     }
   }
   return true;
