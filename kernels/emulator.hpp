@@ -17,6 +17,15 @@ namespace fkb::cuda {
 
 namespace emu {
 
+/// A float rounded to TF32 (10 explicit mantissa bits, nearest, ties away: PTX cvt.rna.tf32.f32), what
+/// cuBLASLt's CUBLAS_COMPUTE_32F_FAST_TF32 does to GEMM operands (used to estimate the tf32 error on the host).
+inline float round_tf32(float x) {
+  uint32_t u = f32_to_bits(x);
+  if ((u & 0x7f800000u) == 0x7f800000u) return x;  // inf, NaN
+  u = (u + 0x1000u) & ~0x1fffu;
+  return bits_to_f32(u);
+}
+
 /// The GEMM of both engines: D[r][j] = act(sum_k B[r][kk] A[kk][j] + C[r][j] + bias[j]); the sum in k order
 /// with fused multiply-adds (what the fused kernel does; cuBLASLt differs only by rounding).
 inline void gemm(const Program& p, const Op& o, const std::vector<std::vector<uint8_t>>& blobs,
@@ -41,11 +50,15 @@ inline void gemm(const Program& p, const Op& o, const std::vector<std::vector<ui
     act = (o.lt_epilogue == LtEpilogue::Relu || o.lt_epilogue == LtEpilogue::ReluBias) ? ActKind::Relu : ActKind::Linear;
     params = ActParams{};
   }
+  const bool tf32 = p.precision == Precision::TF32 && o.type == OpType::GemmLt;
   for (int64_t r = 0; r < rows; ++r) {
     for (int64_t j = 0; j < o.m; ++j) {
       float acc = 0.0f;
-      for (int64_t kk = 0; kk < o.k; ++kk)
-        acc = std::fma(load_elem(A, adt, kk * o.m + j), load_elem(B.p, B.dt, r * ldb + kk), acc);
+      for (int64_t kk = 0; kk < o.k; ++kk) {
+        float av = load_elem(A, adt, kk * o.m + j), bv = load_elem(B.p, B.dt, r * ldb + kk);
+        if (tf32) av = round_tf32(av), bv = round_tf32(bv);
+        acc = std::fma(av, bv, acc);
+      }
       float v = acc;
       if (o.c >= 0) v += load_elem(C.p, C.dt, r * ldc + j);
       if (bias) v += bias[j];
