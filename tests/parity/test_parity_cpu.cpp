@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu/packed_gemm.hpp"
 #include "fkb/error.hpp"
 #include "fkb/model.hpp"
 #include "fkb/runtime.hpp"
@@ -123,6 +124,20 @@ TEST_P(FixtureParity, SingleThreadAndSmallMaxBatch) {
   o.threads = 1;
   fkb::Runtime rt(m, o);
   check_batch(c, m, rt, 100);
+}
+
+TEST_P(FixtureParity, OpenBlasGemmPath) {
+  // Where the CPU has AVX-512 the packed-weight kernel is the default; the OpenBLAS path must hold the
+  // same contract (it is the one used on every other CPU).
+  const Case& c = GetParam();
+  fkb::Model m = load(c);
+  fkb::cpu::set_packed_gemm_enabled(false);
+  fkb::Runtime rt(m, cpu_options());
+  fkb::cpu::set_packed_gemm_enabled(true);
+  for (int64_t ncol : {int64_t{37}, int64_t{300}}) {
+    SCOPED_TRACE("ncol " + std::to_string(ncol));
+    check_batch(c, m, rt, ncol);
+  }
 }
 
 TEST_P(FixtureParity, NonFiniteInputFollowsThePolicy) {

@@ -18,6 +18,7 @@
 
 #include "cpu/cpu_kernels.hpp"
 #include "cpu/cpu_program.hpp"
+#include "cpu/packed_gemm.hpp"
 #include "fkb/backend.hpp"
 #include "fkb/error.hpp"
 
@@ -65,15 +66,16 @@ class CpuPlan final : public Plan {
     const char* mode = std::getenv("FKB_CPU_THREADING");
     threading_ = (mode && std::string(mode) == "blas") ? Threading::Blas : Threading::Blocks;
 
-    // Block size: the block's activations (all live slots) fill about half of the per-core L2 cache, so a
-    // GEMM's output tile is still in cache for the epilogue and for the next layer.
-    int64_t per_col = prog_.scratch_per_col;
-    for (auto f : prog_.slot_features) per_col += f;
-    for (int v : prog_.inputs) per_col += prog_.values[v].features;
+    // Block size. OpenBLAS repacks the weights of every GEMM call, a cost of about K*N cycles against
+    // M*K*N/32 for the multiply, so blocks of fewer than ~256 columns lose >10% to packing; beyond that the
+    // widest activation tile of a block (block x widest layer) should stay within about twice the per-core
+    // L2 so the epilogue and the next layer find it in L2/L3. Measured on cbrain and climsim (bench/).
+    int64_t widest = 1;
+    for (auto f : prog_.slot_features) widest = std::max(widest, f);
     long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
     if (l2 <= 0) l2 = 1 << 20;
-    int64_t block = (l2 / 2) / (static_cast<int64_t>(sizeof(float)) * std::max<int64_t>(per_col, 1));
-    block = std::clamp<int64_t>(block / 16 * 16, 16, 1024);
+    int64_t block = (2 * l2) / (static_cast<int64_t>(sizeof(float)) * widest);
+    block = std::clamp<int64_t>(block / 16 * 16, widest > 8192 ? 16 : 256, 1024);
     block_ = env_int("FKB_CPU_BLOCK", block);
     if (threading_ == Threading::Blas) block_ *= threads_;
     block_ = std::min(block_, std::max<int64_t>(max_batch_, 1));
@@ -98,6 +100,24 @@ class CpuPlan final : public Plan {
       wk.mem = alloc_floats(off);
       wk.vp.assign(prog_.values.size(), nullptr);
       workers_.push_back(std::move(wk));
+    }
+    // Weights packed once for the AVX-512 kernel, with the epilogue it can apply in registers.
+    use_packed_ = packed_gemm_available();
+    if (use_packed_) {
+      packed_.resize(prog_.steps.size());
+      packed_epi_.assign(prog_.steps.size(), PackedEpilogue::None);
+      for (size_t i = 0; i < prog_.steps.size(); ++i) {
+        const Step& s = prog_.steps[i];
+        if (s.kind != StepKind::Gemm && s.kind != StepKind::Conv1D) continue;
+        const Epilogue& e = s.epi;
+        const bool fusable = e.alpha.empty() && e.softmax_len == 0 &&
+                             (e.act == ActKind::Linear || e.act == ActKind::LeakyRelu);
+        packed_[i] = pack_weights(s.w.data(), s.k, s.n, fusable && !e.bias.empty() ? e.bias.data() : nullptr);
+        if (fusable)
+          packed_epi_[i] = e.act == ActKind::LeakyRelu ? PackedEpilogue::BiasLeaky
+                           : e.bias.empty()            ? PackedEpilogue::None
+                                                       : PackedEpilogue::Bias;
+      }
     }
     // An output produced by a step can be written straight into the caller's float32 buffer.
     redirect_.assign(prog_.outputs.size(), false);
@@ -165,6 +185,21 @@ class CpuPlan final : public Plan {
     std::vector<const float*> ins;   // inputs of a merge/concat step
   };
 
+  // out[rows][n] = a[rows][k] W, then the step's epilogue over the b columns of `fout` features each.
+  void gemm(size_t si, const Step& s, const float* a, int64_t rows, float* out, int64_t b, int64_t fout) const {
+    if (use_packed_) {
+      const PackedEpilogue pe = packed_epi_[si];
+      packed_gemm(a, s.k, rows, packed_[si], pe, s.epi.params.alpha, out, s.n);
+      const bool fused = pe != PackedEpilogue::None || s.epi.is_identity();
+      if (!fused) apply_epilogue(s.epi, out, b, fout);
+      return;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), static_cast<int>(s.n),
+                static_cast<int>(s.k), 1.0f, a, static_cast<int>(s.k), s.w.data(), static_cast<int>(s.n), 0.0f, out,
+                static_cast<int>(s.n));
+    if (!s.epi.is_identity()) apply_epilogue(s.epi, out, b, fout);
+  }
+
   void run_block(int w, const IoBinding& io, int64_t col0, int64_t b) {
     Worker& wk = workers_[w];
     float* mem = wk.mem.get();
@@ -188,16 +223,12 @@ class CpuPlan final : public Plan {
           vp[v] = static_cast<float*>(io.outputs[i]) + col0 * prog_.values[v].features;
         }
 
-    for (const Step& s : prog_.steps) {
+    for (size_t si = 0; si < prog_.steps.size(); ++si) {
+      const Step& s = prog_.steps[si];
       float* out = vp[s.out];
       const int64_t fout = prog_.values[s.out].features;
       switch (s.kind) {
-        case StepKind::Gemm:
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(b * s.rows_per_col),
-                      static_cast<int>(s.n), static_cast<int>(s.k), 1.0f, vp[s.in[0]], static_cast<int>(s.k),
-                      s.w.data(), static_cast<int>(s.n), 0.0f, out, static_cast<int>(s.n));
-          if (!s.epi.is_identity()) apply_epilogue(s.epi, out, b, fout);
-          break;
+        case StepKind::Gemm: gemm(si, s, vp[s.in[0]], b * s.rows_per_col, out, b, fout); break;
         case StepKind::Conv1D: {
           const float* a = vp[s.in[0]];
           const bool direct = s.ksize == 1 && s.stride == 1 && s.pad_left == 0 && s.steps_out == s.steps_in;
@@ -206,10 +237,7 @@ class CpuPlan final : public Plan {
             im2col_1d(s, a, scratch, b);
             a = scratch;
           }
-          cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(b * s.steps_out),
-                      static_cast<int>(s.n), static_cast<int>(s.k), 1.0f, a, static_cast<int>(s.k), s.w.data(),
-                      static_cast<int>(s.n), 0.0f, out, static_cast<int>(s.n));
-          if (!s.epi.is_identity()) apply_epilogue(s.epi, out, b, fout);
+          gemm(si, s, a, b * s.steps_out, out, b, fout);
           break;
         }
         case StepKind::Affine: apply_affine(s, vp[s.in[0]], out, b, fout); break;
@@ -246,6 +274,9 @@ class CpuPlan final : public Plan {
   int64_t scratch_off_ = 0;
   std::vector<Worker> workers_;
   std::vector<bool> redirect_;
+  bool use_packed_ = false;
+  std::vector<PackedWeights> packed_;
+  std::vector<PackedEpilogue> packed_epi_;
 };
 
 class CpuBackend final : public Backend {
