@@ -9,5 +9,6 @@ namespace fkb::cli {
 void register_inspect(CLI::App& app);
 void register_predict(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_convert(CLI::App& app);
 
 }  // namespace fkb::cli

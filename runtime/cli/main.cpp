@@ -13,6 +13,7 @@ int main(int argc, char** argv) {
   fkb::cli::register_inspect(app);
   fkb::cli::register_predict(app);
   fkb::cli::register_bench(app);
+  fkb::cli::register_convert(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

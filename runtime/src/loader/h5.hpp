@@ -78,4 +78,20 @@ std::vector<std::string> children(hid_t loc, const std::string& path);
 /// naming the dataset and `where`.
 Array read_array(hid_t loc, const std::string& path, const std::string& where);
 
+// ---- writing ---------------------------------------------------------------------------------------------------
+/// A new in-memory HDF5 file (core driver, no backing store); take its bytes with file_image().
+Handle create_memory_file(const std::string& label);
+/// The bytes of an open (in-memory) file, after flushing it.
+std::vector<char> file_image(hid_t file);
+/// Create a group (and its missing parents). Throws FileError naming `where`.
+Handle create_group(hid_t loc, const std::string& path, const std::string& where);
+/// Scalar variable-length UTF-8 string attribute (what h5py writes for a Python str).
+void write_attr_string(hid_t loc, const std::string& name, const std::string& value, const std::string& where);
+/// Fixed-length string array attribute (what h5py writes for a list of bytes). Empty: a 0-length float64 array,
+/// as h5py writes an empty list.
+void write_attr_strings(hid_t loc, const std::string& name, const std::vector<std::string>& values,
+                        const std::string& where);
+/// float32 dataset at `path` (parents created).
+void write_array(hid_t loc, const std::string& path, const Array& a, const std::string& where);
+
 }  // namespace fkb::h5
