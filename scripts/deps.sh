@@ -15,3 +15,9 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# Python tools for the Keras round-trip tests (Keras 3 + JAX in .venv-keras/). Not fatal: without a registry
+# those tests skip with a message.
+if [ "${FKB_SKIP_PYENV:-0}" != "1" ]; then
+  bash "$(dirname "$0")/pyenv.sh" >/dev/null || echo "[deps] Keras could not be installed from pip; the Keras round-trip tests will skip"
+fi
