@@ -1,10 +1,15 @@
-// The CPU backend: a Program (cpu_program.hpp) run over cache-sized blocks of columns.
+// The CPU backend: a Program (cpu_program.hpp) run over blocks of columns.
+//
+// GEMMs: on CPUs with AVX-512, a kernel over weights packed once at compile time with bias + LeakyReLU
+// applied in registers (packed_gemm.hpp); elsewhere OpenBLAS' cblas_sgemm followed by one vectorized
+// epilogue pass over the output tile while it is still in cache.
 //
 // Threading: the batch is split into column blocks processed by an OpenMP parallel loop, each thread with
-// its own workspace, and OpenBLAS kept single-threaded (it is the pthread build: letting it thread inside
-// each GEMM as well would oversubscribe the cores). The alternative, one block at a time with OpenBLAS
-// threading each GEMM, was measured slower on every batch size of bench/cpu_baseline.py; it remains
-// selectable with FKB_CPU_THREADING=blas for measurements. All buffers are allocated at compile time.
+// its own workspace, and OpenBLAS kept single-threaded (it is the pthread build: letting it also thread
+// each GEMM would oversubscribe the cores). With packed weights the threads share one read-only copy of
+// the weights, so splitting the columns costs nothing extra. FKB_CPU_THREADING=blas instead runs one block
+// at a time and lets OpenBLAS thread each GEMM (OpenBLAS path only), for comparison. All buffers are
+// allocated at compile time; run() allocates nothing.
 #include <cblas.h>
 #include <omp.h>
 #include <unistd.h>
@@ -66,10 +71,11 @@ class CpuPlan final : public Plan {
     const char* mode = std::getenv("FKB_CPU_THREADING");
     threading_ = (mode && std::string(mode) == "blas") ? Threading::Blas : Threading::Blocks;
 
-    // Block size. OpenBLAS repacks the weights of every GEMM call, a cost of about K*N cycles against
-    // M*K*N/32 for the multiply, so blocks of fewer than ~256 columns lose >10% to packing; beyond that the
-    // widest activation tile of a block (block x widest layer) should stay within about twice the per-core
-    // L2 so the epilogue and the next layer find it in L2/L3. Measured on cbrain and climsim (bench/).
+    // Block size. OpenBLAS repacks the weights on every call, about K*N cycles against M*K*N/32 for the
+    // multiply, so its blocks need >= ~256 columns; the widest activation tile of a block (block x widest
+    // layer) should stay within about twice the per-core L2 so the epilogue and the next layer find it in
+    // L2/L3. The packed kernel was measured insensitive to the block size between 64 and 1024 columns on
+    // cbrain and climsim, so both paths share this choice. FKB_CPU_BLOCK overrides it.
     int64_t widest = 1;
     for (auto f : prog_.slot_features) widest = std::max(widest, f);
     long l2 = sysconf(_SC_LEVEL2_CACHE_SIZE);
