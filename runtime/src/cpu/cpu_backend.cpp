@@ -160,10 +160,16 @@ class CpuPlan final : public Plan {
       return;
     }
     set_blas_threads(1);
-    // Enough blocks to keep every thread busy, none larger than the cache-sized block.
+    // Enough blocks to keep every thread busy, none larger than the cache-sized block. With packed weights
+    // a block costs no per-call packing, so aim for ~4 blocks per thread, handed out dynamically: a thread
+    // that is descheduled (a shared node) or slower does not hold the others at the end of the call.
+    // OpenBLAS repacks per call, so there one block per thread is the floor.
     int64_t bs = block_;
-    if (threads_ > 1 && ncol < bs * threads_) bs = std::max<int64_t>(round_up((ncol + threads_ - 1) / threads_, 8), 8);
-    bs = std::min(bs, block_);
+    if (threads_ > 1 && ncol < bs * threads_ * (use_packed_ ? 4 : 1)) {
+      bs = use_packed_ ? round_up((ncol + 4 * threads_ - 1) / (4 * threads_), 12)
+                       : round_up((ncol + threads_ - 1) / threads_, 8);
+      bs = std::clamp<int64_t>(bs, use_packed_ ? 24 : 8, block_);
+    }
     const int64_t nblocks = (ncol + bs - 1) / bs;
     const int nt = static_cast<int>(std::min<int64_t>(threads_, nblocks));
     if (nt <= 1) {
@@ -173,7 +179,8 @@ class CpuPlan final : public Plan {
 #pragma omp parallel num_threads(nt)
     {
       const int t = omp_get_thread_num();
-      for (int64_t b = t; b < nblocks; b += nt) run_block(t, io, b * bs, std::min(bs, ncol - b * bs));
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t b = 0; b < nblocks; ++b) run_block(t, io, b * bs, std::min(bs, ncol - b * bs));
     }
   }
 
