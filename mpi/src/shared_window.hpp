@@ -1,0 +1,96 @@
+// An MPI-3 shared-memory window owned by one rank of a group (the leader allocates the bytes, the others
+// allocate none and address the leader's segment through MPI_Win_shared_query).
+//
+// Synchronization (MPI-3.1 §11.2.3 and §11.5.4, shared-memory windows): the window stays in one
+// passive-target epoch (MPI_Win_lock_all with MPI_MODE_NOCHECK) for its whole life. Two hand-overs are used:
+// - handover(): stores; MPI_Win_sync; MPI_Barrier(group); MPI_Win_sync; loads — the standard's pattern for
+//   load/store communication through a shared window (used when the window is (re)allocated);
+// - publish() / wait_until(): the writer stores its data, calls MPI_Win_sync, then stores a 64-bit flag
+//   (an atomic release store); the reader polls the flag, calling MPI_Win_sync on every poll, and calls
+//   MPI_Win_sync once more after it sees the value before loading the data. MPI_Win_sync is what makes the
+//   private and public copies agree (separate model) and is a full memory barrier (unified model); the
+//   atomic accesses keep the compiler and CPU from tearing or caching the flag. Flags are counters that only
+//   grow, so no flag is ever reset.
+// Waiting ranks do not spin for long: they spin ~20 us, then yield, and, in the "auto" and "sleep" policies,
+// sleep in 50 us steps once the wait exceeds 1 ms — so on the CPU the leader's threads get the cores of the
+// ranks waiting for it (an MPI_Barrier in Open MPI busy-polls and would take them).
+#pragma once
+
+#include <mpi.h>
+#include <sched.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <thread>
+
+namespace fkb {
+namespace mpi {
+
+class SharedWindow {
+ public:
+  SharedWindow() = default;
+  ~SharedWindow();  // releases the window if MPI is still running (collective then), else only forgets it
+  SharedWindow(const SharedWindow&) = delete;
+  SharedWindow& operator=(const SharedWindow&) = delete;
+
+  /// Free the current window (if any) and allocate a new one of `bytes`, owned by rank 0 of `group`.
+  /// Collective over `group`; every rank passes the same `bytes`.
+  void allocate(MPI_Comm group, size_t bytes);
+  /// Collective over the group the window was allocated on.
+  void release();
+
+  char* base() const { return base_; }
+  size_t bytes() const { return bytes_; }
+  bool allocated() const { return win_ != MPI_WIN_NULL; }
+  /// "unified" or "separate" (MPI_WIN_MODEL), "" when no window is allocated.
+  std::string memory_model() const;
+
+  /// The hand-over described above: this rank's stores become visible to the group's loads after it.
+  /// Collective over `group` (the one the window was allocated on).
+  void handover(MPI_Comm group);
+
+  /// Make this rank's earlier stores visible, then set *flag = value (release).
+  void publish(int64_t* flag, int64_t value) {
+    MPI_Win_sync(win_);
+    __atomic_store_n(flag, value, __ATOMIC_RELEASE);
+    MPI_Win_sync(win_);
+  }
+  static int64_t read_flag(const int64_t* flag) { return __atomic_load_n(flag, __ATOMIC_ACQUIRE); }
+
+  enum class Wait { Auto, Spin, Yield, Sleep };
+  /// Poll until done() is true (done() reads flags with read_flag); afterwards the stores published before
+  /// those flags are visible. Returns the seconds waited.
+  template <class Pred>
+  double wait_until(Pred done, Wait policy) {
+    using Clock = std::chrono::steady_clock;
+    const auto t0 = Clock::now();
+    for (;;) {
+      MPI_Win_sync(win_);
+      if (done()) break;
+      const double waited = std::chrono::duration<double>(Clock::now() - t0).count();
+      if (policy == Wait::Spin || waited < 20e-6) {
+#if defined(__x86_64__) || defined(__i386__)
+        __builtin_ia32_pause();
+#endif
+      } else if (policy == Wait::Yield || (policy == Wait::Auto && waited < 1e-3) ||
+                 (policy == Wait::Sleep && waited < 100e-6)) {
+        sched_yield();
+      } else {
+        std::this_thread::sleep_for(std::chrono::microseconds(50));
+      }
+    }
+    MPI_Win_sync(win_);
+    return std::chrono::duration<double>(Clock::now() - t0).count();
+  }
+
+ private:
+  MPI_Win win_ = MPI_WIN_NULL;
+  char* base_ = nullptr;
+  size_t bytes_ = 0;
+  int model_ = -1;
+};
+
+}  // namespace mpi
+}  // namespace fkb
