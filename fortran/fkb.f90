@@ -385,7 +385,7 @@ contains
   end function model_device_name
 
   !> Whether a model is loaded.
-  logical function model_is_loaded(self)
+  pure logical function model_is_loaded(self)
     class(fkb_model), intent(in) :: self
     model_is_loaded = c_associated(self%handle)
   end function model_is_loaded

@@ -473,15 +473,15 @@ contains
     if (present(stat)) stat = FKB_OK
   end subroutine fkb_physics_finalize
 
-  integer function fkb_physics_n_inputs()
+  pure integer function fkb_physics_n_inputs()
     fkb_physics_n_inputs = nin
   end function fkb_physics_n_inputs
 
-  integer function fkb_physics_n_outputs()
+  pure integer function fkb_physics_n_outputs()
     fkb_physics_n_outputs = nout
   end function fkb_physics_n_outputs
 
-  logical function fkb_physics_is_initialized()
+  pure logical function fkb_physics_is_initialized()
     fkb_physics_is_initialized = initialized
   end function fkb_physics_is_initialized
 

@@ -26,6 +26,13 @@ function(fkb_fortran_test_suite)
   set_target_properties(${p}leak_control PROPERTIES Fortran_MODULE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/${p}lc_mod)
   target_link_libraries(${p}leak_control PRIVATE ${S_LIBRARY})
 
+  if(CMAKE_Fortran_COMPILER_ID STREQUAL "GNU")
+    # warnings fail the build (sentinel values are compared exactly on purpose)
+    foreach(t test_util test_parity test_errors test_physics test_stop test_finalizer leak_control)
+      target_compile_options(${p}${t} PRIVATE -std=f2018 -Wall -Wextra -Wno-compare-reals -Werror)
+    endforeach()
+  endif()
+
   set(data ${S_DATA_DIR})
   set(work ${S_WORK_DIR})
   set(parity_files)

@@ -92,7 +92,7 @@ contains
     ! --- a good load, then shape errors
     call net%load(f%model, device='cpu', max_batch=16, threads=1, stat=stat, errmsg=errmsg)
     call check(stat == FKB_OK .and. errmsg == '' .and. net%is_loaded(), 'load ok: stat 0, empty errmsg')
-    call check(net%n_inputs() == f%nin .and. net%n_outputs() == f%nout, 'n_inputs/n_outputs')
+    call check(all([net%n_inputs(), net%n_outputs()] == [f%nin, f%nout]), 'n_inputs/n_outputs')
     name = net%device_name()
     call check(name(1:3) == 'cpu', 'device_name: ' // name)
     deallocate(x32, x64)

@@ -27,7 +27,7 @@ program test_parity
     end if
     call check(stat == FKB_OK, name // ': load (' // errmsg // ')')
     if (stat /= FKB_OK) cycle
-    call check(net%n_inputs() == f%nin .and. net%n_outputs() == f%nout, name // ': n_inputs/n_outputs')
+    call check(all([net%n_inputs(), net%n_outputs()] == [f%nin, f%nout]), name // ': n_inputs/n_outputs')
 
     ! real32, whole batch
     allocate(y32(f%nout, f%ncol))

@@ -42,7 +42,9 @@ fkb_model_t load_cpu(const std::string& path, int64_t max_batch = 0, const char*
   fkb_model_t m = sentinel();
   int rc = fkb_load(path.c_str(), &o, &m);
   EXPECT_EQ(rc, FKB_OK) << last_error();
-  if (rc != FKB_OK) EXPECT_EQ(m, nullptr);
+  if (rc != FKB_OK) {
+    EXPECT_EQ(m, nullptr);
+  }
   return rc == FKB_OK ? m : nullptr;
 }
 
