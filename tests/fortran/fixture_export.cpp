@@ -30,7 +30,8 @@ struct Data {
 
 Data read(const std::string& path, const std::string& name) {
   hid_t f = H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT);
-  if (f < 0) throw std::runtime_error("cannot open " + path);
+  if (f < 0)
+    throw std::runtime_error("cannot open " + path);
   hid_t d = H5Dopen2(f, name.c_str(), H5P_DEFAULT);
   if (d < 0) {
     H5Fclose(f);
@@ -41,17 +42,19 @@ Data read(const std::string& path, const std::string& name) {
   out.dims.resize(H5Sget_simple_extent_ndims(sp));
   H5Sget_simple_extent_dims(sp, out.dims.data(), nullptr);
   size_t n = 1;
-  for (auto v : out.dims) n *= v;
+  for (auto v : out.dims)
+    n *= v;
   out.values.resize(n);
   herr_t rc = H5Dread(d, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.values.data());
   H5Sclose(sp);
   H5Dclose(d);
   H5Fclose(f);
-  if (rc < 0) throw std::runtime_error("cannot read " + name + " from " + path);
+  if (rc < 0)
+    throw std::runtime_error("cannot read " + name + " from " + path);
   return out;
 }
 
-}  // namespace
+} // namespace
 
 int main(int argc, char** argv) {
   if (argc < 4) {
@@ -61,27 +64,35 @@ int main(int argc, char** argv) {
   try {
     const std::string dir = argv[1], out_dir = argv[2];
     std::ifstream mf(dir + "/manifest.json");
-    if (!mf) throw std::runtime_error("cannot open " + dir + "/manifest.json");
+    if (!mf)
+      throw std::runtime_error("cannot open " + dir + "/manifest.json");
     const auto manifest = nlohmann::json::parse(mf);
     std::filesystem::create_directories(out_dir);
     for (int a = 3; a < argc; ++a) {
       const std::string name = argv[a];
       const nlohmann::json* entry = nullptr;
       for (const auto& e : manifest["fixtures"])
-        if (e["name"] == name) entry = &e;
-      if (!entry) throw std::runtime_error("no fixture " + name + " in " + dir + "/manifest.json");
+        if (e["name"] == name)
+          entry = &e;
+      if (!entry)
+        throw std::runtime_error("no fixture " + name + " in " + dir + "/manifest.json");
       const std::string data = dir + "/" + (*entry)["data"].get<std::string>();
       Data x = read(data, "input_0"), y = read(data, "output_0");
-      if (x.dims.empty() || y.dims.empty() || x.dims[0] != y.dims[0]) throw std::runtime_error("bad data in " + data);
+      if (x.dims.empty() || y.dims.empty() || x.dims[0] != y.dims[0])
+        throw std::runtime_error("bad data in " + data);
       const size_t ncol = x.dims[0], nin = x.values.size() / ncol, nout = y.values.size() / ncol;
       const std::string path = out_dir + "/" + name + ".txt";
       std::FILE* f = std::fopen(path.c_str(), "w");
-      if (!f) throw std::runtime_error("cannot write " + path);
+      if (!f)
+        throw std::runtime_error("cannot write " + path);
       std::fprintf(f, "%s\n", (dir + "/" + (*entry)["file"].get<std::string>()).c_str());
-      std::fprintf(f, "%s\n", (*entry)["config"].is_null() ? "-" : (dir + "/" + (*entry)["config"].get<std::string>()).c_str());
+      std::fprintf(f, "%s\n",
+                   (*entry)["config"].is_null() ? "-" : (dir + "/" + (*entry)["config"].get<std::string>()).c_str());
       std::fprintf(f, "%zu %zu %zu\n", nin, nout, ncol);
-      for (float v : x.values) std::fprintf(f, "%.9g\n", v);
-      for (float v : y.values) std::fprintf(f, "%.9g\n", v);
+      for (float v : x.values)
+        std::fprintf(f, "%.9g\n", v);
+      for (float v : y.values)
+        std::fprintf(f, "%.9g\n", v);
       std::fclose(f);
       std::cout << "wrote " << path << " (" << nin << " -> " << nout << ", " << ncol << " columns)\n";
     }

@@ -23,7 +23,8 @@ fkb_model_t sentinel() { return reinterpret_cast<fkb_model_t>(static_cast<uintpt
 
 const nlohmann::json& fixture(const std::string& name) {
   for (const auto& e : fkb::test::manifest()["fixtures"])
-    if (e["name"] == name) return e;
+    if (e["name"] == name)
+      return e;
   throw std::runtime_error("no fixture " + name + " in the manifest");
 }
 
@@ -69,7 +70,7 @@ std::string temp_file(const std::string& name, const std::string& content) {
   return p;
 }
 
-}  // namespace
+} // namespace
 
 TEST(CApi, VersionAndStatusNames) {
   ASSERT_NE(fkb_version(), nullptr);
@@ -187,7 +188,8 @@ TEST(CApi, LoadBadOptionValues) {
 }
 
 TEST(CApi, CudaWithoutDevice) {
-  if (fkb::cuda_device_count() > 0) GTEST_SKIP() << "a CUDA device is present";
+  if (fkb::cuda_device_count() > 0)
+    GTEST_SKIP() << "a CUDA device is present";
   fkb_options o = quiet_cpu();
   o.device = "cuda";
   fkb_model_t m;
@@ -238,7 +240,7 @@ TEST(CApi, ModelQueriesAndBadArguments) {
   EXPECT_EQ(std::string(buf).rfind("cpu", 0), 0u) << buf;
   char small[3] = {'x', 'x', 'x'};
   ASSERT_EQ(fkb_device_name(m, small, sizeof(small)), FKB_OK);
-  EXPECT_STREQ(small, "cp");  // truncated, NUL-terminated
+  EXPECT_STREQ(small, "cp"); // truncated, NUL-terminated
   EXPECT_EQ(fkb_device_name(m, nullptr, 10), FKB_ERR_INVALID_ARGUMENT);
   EXPECT_EQ(fkb_device_name(m, buf, 0), FKB_ERR_INVALID_ARGUMENT);
 
@@ -249,7 +251,7 @@ TEST(CApi, ModelQueriesAndBadArguments) {
   EXPECT_NE(last_error().find("y is NULL"), std::string::npos) << last_error();
   EXPECT_EQ(fkb_predict_f32(m, x.data(), -1, y.data()), FKB_ERR_INVALID_ARGUMENT);
   EXPECT_NE(last_error().find("ncol"), std::string::npos) << last_error();
-  EXPECT_EQ(y[0], -1.0f);  // untouched by failed calls
+  EXPECT_EQ(y[0], -1.0f); // untouched by failed calls
   // ncol = 0: a no-op, NULL allowed.
   EXPECT_EQ(fkb_predict_f32(m, nullptr, 0, nullptr), FKB_OK);
   EXPECT_EQ(fkb_predict_f64(m, nullptr, 0, nullptr), FKB_OK);
@@ -273,8 +275,8 @@ TEST(CApi, LastErrorIsThreadLocalAndClearedOnSuccess) {
   std::string other = "unset";
   std::thread t([&] { other = fkb_last_error(); });
   t.join();
-  EXPECT_EQ(other, "");        // the other thread has had no failure
-  EXPECT_EQ(last_error(), mine);  // this thread's message is untouched by the other thread
+  EXPECT_EQ(other, "");          // the other thread has had no failure
+  EXPECT_EQ(last_error(), mine); // this thread's message is untouched by the other thread
   fkb_options o;
   EXPECT_EQ(fkb_options_init(&o), FKB_OK);
   EXPECT_EQ(last_error(), "");
@@ -330,7 +332,7 @@ TEST(CApi, LoadExAndNullOptionsUseDefaults) {
   EXPECT_EQ(nin, 5);
   fkb_free(m);
   m = sentinel();
-  ASSERT_EQ(fkb_load(path.c_str(), nullptr, &m), FKB_OK) << last_error();  // device auto
+  ASSERT_EQ(fkb_load(path.c_str(), nullptr, &m), FKB_OK) << last_error(); // device auto
   ASSERT_NE(m, nullptr);
   fkb_free(m);
 }

@@ -45,8 +45,7 @@ thread_local std::string t_last_error;
 [[noreturn]] void invalid(const std::string& msg) { fkb::throw_error(fkb::Status::InvalidArgument, msg); }
 
 // Run `body`, translate any exception into a status and the thread's last error.
-template <class F>
-int guarded(const char* fn, F&& body) noexcept {
+template <class F> int guarded(const char* fn, F&& body) noexcept {
   try {
     t_last_error.clear();
     body();
@@ -80,9 +79,10 @@ int guarded(const char* fn, F&& body) noexcept {
 
 // DESIGN.md: device is auto | cpu | cuda | cuda:N. Checked here so a typo fails before a large model is read.
 void check_device(const std::string& d) {
-  if (d == "auto" || d == "cpu" || d == "cuda") return;
-  if (d.size() > 5 && d.compare(0, 5, "cuda:") == 0 &&
-      d.find_first_not_of("0123456789", 5) == std::string::npos && d.size() <= 5 + 9)
+  if (d == "auto" || d == "cpu" || d == "cuda")
+    return;
+  if (d.size() > 5 && d.compare(0, 5, "cuda:") == 0 && d.find_first_not_of("0123456789", 5) == std::string::npos &&
+      d.size() <= 5 + 9)
     return;
   invalid("unknown device '" + d + "' (expected auto, cpu, cuda or cuda:N)");
 }
@@ -90,58 +90,71 @@ void check_device(const std::string& d) {
 const char* or_default(const char* s, const char* def) { return (s && *s) ? s : def; }
 
 fkb_model_t load_impl(const char* path, const fkb_options& o) {
-  if (!path) invalid("fkb_load: path is NULL");
-  if (!*path) invalid("fkb_load: path is empty");
+  if (!path)
+    invalid("fkb_load: path is NULL");
+  if (!*path)
+    invalid("fkb_load: path is empty");
   fkb::RuntimeOptions ro;
   ro.device = or_default(o.device, "auto");
   ro.precision = or_default(o.precision, "fp32");
   ro.nonfinite = or_default(o.nonfinite, "propagate");
-  if (o.max_batch < 0) invalid("fkb_load: max_batch must be >= 0 (0 = default), got " + std::to_string(o.max_batch));
-  if (o.threads < 0) invalid("fkb_load: threads must be >= 0 (0 = all cores), got " + std::to_string(o.threads));
-  if (o.max_batch > 0) ro.max_batch = o.max_batch;
+  if (o.max_batch < 0)
+    invalid("fkb_load: max_batch must be >= 0 (0 = default), got " + std::to_string(o.max_batch));
+  if (o.threads < 0)
+    invalid("fkb_load: threads must be >= 0 (0 = all cores), got " + std::to_string(o.threads));
+  if (o.max_batch > 0)
+    ro.max_batch = o.max_batch;
   ro.threads = o.threads;
   ro.reproducible = o.reproducible != 0;
   ro.verbose = o.verbose != 0;
   check_device(ro.device);
-  fkb::parse_precision(ro.precision);  // throws InvalidArgument naming the accepted values
+  fkb::parse_precision(ro.precision); // throws InvalidArgument naming the accepted values
   fkb::parse_nonfinite_policy(ro.nonfinite);
 
   fkb::Model::LoadOptions lo;
-  if (o.config_path) lo.config_path = o.config_path;
+  if (o.config_path)
+    lo.config_path = o.config_path;
   auto h = std::make_unique<fkb_model_s>();
   h->model = fkb::Model::load(path, lo);
   h->runtime = std::make_unique<fkb::Runtime>(h->model, ro);
-  if (h->runtime->num_inputs() >= 1) h->n_in = h->runtime->n_inputs(0);
-  if (h->runtime->num_outputs() >= 1) h->n_out = h->runtime->n_outputs(0);
+  if (h->runtime->num_inputs() >= 1)
+    h->n_in = h->runtime->n_inputs(0);
+  if (h->runtime->num_outputs() >= 1)
+    h->n_out = h->runtime->n_outputs(0);
   return h.release();
 }
 
 fkb_model_s& deref(fkb_model_t m, const char* fn) {
-  if (!m) invalid(std::string(fn) + ": model handle is NULL (not loaded, or already freed)");
+  if (!m)
+    invalid(std::string(fn) + ": model handle is NULL (not loaded, or already freed)");
   return *m;
 }
 
-template <class T>
-void predict_impl(const char* fn, fkb_model_t m, const T* x, int64_t ncol, T* y) {
+template <class T> void predict_impl(const char* fn, fkb_model_t m, const T* x, int64_t ncol, T* y) {
   fkb_model_s& h = deref(m, fn);
-  if (ncol < 0) invalid(std::string(fn) + ": ncol must be >= 0, got " + std::to_string(ncol));
+  if (ncol < 0)
+    invalid(std::string(fn) + ": ncol must be >= 0, got " + std::to_string(ncol));
   if (h.runtime->num_inputs() != 1 || h.runtime->num_outputs() != 1)
     invalid(std::string(fn) + ": the model has " + std::to_string(h.runtime->num_inputs()) + " inputs and " +
             std::to_string(h.runtime->num_outputs()) +
             " outputs; the C API predicts single-input, single-output models only");
-  if (ncol == 0) return;
-  if (!x) invalid(std::string(fn) + ": x is NULL");
-  if (!y) invalid(std::string(fn) + ": y is NULL");
+  if (ncol == 0)
+    return;
+  if (!x)
+    invalid(std::string(fn) + ": x is NULL");
+  if (!y)
+    invalid(std::string(fn) + ": y is NULL");
   h.runtime->predict(x, ncol, y);
 }
 
-}  // namespace
+} // namespace
 
 extern "C" {
 
 int fkb_options_init(fkb_options* options) {
   return guarded("fkb_options_init", [&] {
-    if (!options) invalid("fkb_options_init: options is NULL");
+    if (!options)
+      invalid("fkb_options_init: options is NULL");
     std::memset(options, 0, sizeof(*options));
     options->device = "auto";
     options->precision = "fp32";
@@ -155,9 +168,11 @@ int fkb_options_init(fkb_options* options) {
 }
 
 int fkb_load(const char* path, const fkb_options* options, fkb_model_t* model) {
-  if (model) *model = nullptr;
+  if (model)
+    *model = nullptr;
   return guarded("fkb_load", [&] {
-    if (!model) invalid("fkb_load: the output handle pointer is NULL");
+    if (!model)
+      invalid("fkb_load: the output handle pointer is NULL");
     fkb_options o;
     if (options) {
       o = *options;
@@ -170,9 +185,11 @@ int fkb_load(const char* path, const fkb_options* options, fkb_model_t* model) {
 
 int fkb_load_ex(const char* path, const char* device, const char* precision, int64_t max_batch, int32_t threads,
                 const char* config_path, fkb_model_t* model) {
-  if (model) *model = nullptr;
+  if (model)
+    *model = nullptr;
   return guarded("fkb_load", [&] {
-    if (!model) invalid("fkb_load: the output handle pointer is NULL");
+    if (!model)
+      invalid("fkb_load: the output handle pointer is NULL");
     fkb_options o;
     fkb_options_init(&o);
     o.device = device;
@@ -195,7 +212,8 @@ int fkb_predict_f64(fkb_model_t model, const double* x, int64_t ncol, double* y)
 int fkb_n_inputs(fkb_model_t model, int64_t* n) {
   return guarded("fkb_n_inputs", [&] {
     fkb_model_s& h = deref(model, "fkb_n_inputs");
-    if (!n) invalid("fkb_n_inputs: n is NULL");
+    if (!n)
+      invalid("fkb_n_inputs: n is NULL");
     *n = h.n_in;
   });
 }
@@ -203,7 +221,8 @@ int fkb_n_inputs(fkb_model_t model, int64_t* n) {
 int fkb_n_outputs(fkb_model_t model, int64_t* n) {
   return guarded("fkb_n_outputs", [&] {
     fkb_model_s& h = deref(model, "fkb_n_outputs");
-    if (!n) invalid("fkb_n_outputs: n is NULL");
+    if (!n)
+      invalid("fkb_n_outputs: n is NULL");
     *n = h.n_out;
   });
 }
@@ -211,8 +230,10 @@ int fkb_n_outputs(fkb_model_t model, int64_t* n) {
 int fkb_device_name(fkb_model_t model, char* buf, size_t buflen) {
   return guarded("fkb_device_name", [&] {
     fkb_model_s& h = deref(model, "fkb_device_name");
-    if (!buf) invalid("fkb_device_name: buf is NULL");
-    if (buflen == 0) invalid("fkb_device_name: buflen is 0");
+    if (!buf)
+      invalid("fkb_device_name: buf is NULL");
+    if (buflen == 0)
+      invalid("fkb_device_name: buflen is 0");
     std::string s = h.runtime->device_name();
     size_t n = s.size() < buflen - 1 ? s.size() : buflen - 1;
     std::memcpy(buf, s.data(), n);
@@ -227,10 +248,11 @@ int fkb_free(fkb_model_t model) {
 const char* fkb_last_error(void) { return t_last_error.c_str(); }
 
 const char* fkb_status_name(int status) {
-  if (status < FKB_OK || status > FKB_ERR_INTERNAL) return "unknown status";
+  if (status < FKB_OK || status > FKB_ERR_INTERNAL)
+    return "unknown status";
   return fkb::status_name(static_cast<fkb::Status>(status));
 }
 
 const char* fkb_version(void) { return fkb::version(); }
 
-}  // extern "C"
+} // extern "C"

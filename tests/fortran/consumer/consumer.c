@@ -7,31 +7,38 @@
 #include <string.h>
 
 int main(int argc, char** argv) {
-  if (argc != 2) return 2;
+  if (argc != 2)
+    return 2;
   FILE* f = fopen(argv[1], "r");
-  if (!f) return 2;
+  if (!f)
+    return 2;
   char model[4096], config[4096];
   long nin, nout, ncol;
-  if (!fgets(model, sizeof model, f) || !fgets(config, sizeof config, f)) return 2;
+  if (!fgets(model, sizeof model, f) || !fgets(config, sizeof config, f))
+    return 2;
   model[strcspn(model, "\n")] = 0;
   config[strcspn(config, "\n")] = 0;
-  if (fscanf(f, "%ld %ld %ld", &nin, &nout, &ncol) != 3) return 2;
+  if (fscanf(f, "%ld %ld %ld", &nin, &nout, &ncol) != 3)
+    return 2;
   float* x = malloc(sizeof(float) * nin * ncol);
   float* ref = malloc(sizeof(float) * nout * ncol);
   double* xd = malloc(sizeof(double) * nin * ncol);
   double* y = malloc(sizeof(double) * nout * ncol);
   for (long i = 0; i < nin * ncol; ++i) {
-    if (fscanf(f, "%f", &x[i]) != 1) return 2;
+    if (fscanf(f, "%f", &x[i]) != 1)
+      return 2;
     xd[i] = x[i];
   }
   for (long i = 0; i < nout * ncol; ++i)
-    if (fscanf(f, "%f", &ref[i]) != 1) return 2;
+    if (fscanf(f, "%f", &ref[i]) != 1)
+      return 2;
   fclose(f);
 
   fkb_options o;
   fkb_options_init(&o);
   o.device = "cpu";
-  if (strcmp(config, "-") != 0) o.config_path = config;
+  if (strcmp(config, "-") != 0)
+    o.config_path = config;
   fkb_model_t m = NULL;
   if (fkb_load(model, &o, &m) != FKB_OK) {
     fprintf(stderr, "load failed: %s\n", fkb_last_error());
