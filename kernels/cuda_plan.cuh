@@ -92,6 +92,7 @@ class CudaPlan final : public Plan {
   void* workspace_ = nullptr;
 
   void* weights_ = nullptr;          // all blobs, 256-byte aligned each
+  int64_t weights_bytes_ = 0;
   std::vector<void*> blob_ptr_;
   void* batch_ = nullptr;            // arena + device staging, sized for max_batch_
   std::vector<char*> root_base_;

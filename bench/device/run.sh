@@ -56,7 +56,7 @@ if [ -n "$missing" ]; then log "missing shared libraries (add them to build-gpu/
 log "GPU tests"
 timeout 240 "$B/bin/fkb_backend_tests" --gtest_color=no > "$OUT/tests.log" 2>&1
 TEST_RC=$?
-grep -E "^\[  (PASSED|FAILED|SKIPPED) \]|tests ran|\[ precision\]|\[ times|\[ oom" "$OUT/tests.log" | tail -120 | tee -a "$LOG"
+grep -E "^\[  (PASSED|FAILED) \]|tests ran|\[ precision\]|\[ times|\[ oom|\[ cuda" "$OUT/tests.log" | tail -150 | tee -a "$LOG"
 log "GPU tests exit code $TEST_RC"
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -69,15 +69,16 @@ ITERS="${FKB_BENCH_ITERS:-20}"
 WARMUP="${FKB_BENCH_WARMUP:-3}"
 SKIPPED=()
 
-fkb_bench() {  # name model batches precision mode(h2h|dev) min_seconds_left
-  local name=$1 model=$2 batches=$3 prec=$4 mode=$5 need=$6
-  if [ "$(left)" -lt "$need" ]; then SKIPPED+=("fkb $name $prec $mode"); log "skip fkb $name $prec $mode (budget)"; return; fi
+fkb_bench() {  # name model batches precision mode(h2h|dev) min_seconds_left [variant: fused = FKB's own GEMM]
+  local name=$1 model=$2 batches=$3 prec=$4 mode=$5 need=$6 variant=${7:-}
+  local tag="$prec${variant:+-$variant}"
+  if [ "$(left)" -lt "$need" ]; then SKIPPED+=("fkb $name $tag $mode"); log "skip fkb $name $tag $mode (budget)"; return; fi
   local extra=()
   [ "$mode" = dev ] && extra=(--device-resident)
-  log "fkb bench $name $prec $mode"
-  timeout "$(( $(left) - 20 ))" "$B/bin/fkb" bench "$model" --device cuda --precision "$prec" --batch "$batches" \
-    --warmup "$WARMUP" --iters "$ITERS" "${extra[@]}" --json "$WORK/fkb_${name}_${prec}_${mode}.json" >> "$LOG" 2>&1 ||
-    log "fkb bench $name $prec $mode failed (exit $?)"
+  log "fkb bench $name $tag $mode"
+  env ${variant:+FKB_CUDA_GEMM=$variant} timeout "$(( $(left) - 20 ))" "$B/bin/fkb" bench "$model" --device cuda \
+    --precision "$prec" --batch "$batches" --warmup "$WARMUP" --iters "$ITERS" "${extra[@]}" \
+    --json "$WORK/fkb_${name}_${tag}_${mode}.json" >> "$LOG" 2>&1 || log "fkb bench $name $tag $mode failed (exit $?)"
 }
 
 torch_bench() {  # need
@@ -101,6 +102,9 @@ fkb_bench cbrain "$CBRAIN" "$CBRAIN_BATCHES" tf32 dev 30
 fkb_bench climsim "$CLIMSIM" "$CLIMSIM_BATCHES" tf32 dev 30
 fkb_bench cbrain "$CBRAIN" "$CBRAIN_BATCHES" bf16 dev 30
 fkb_bench climsim "$CLIMSIM" "$CLIMSIM_BATCHES" bf16 dev 30
+# FKB's own fused GEMM (bias + activation in one kernel per layer) at the small batches, where launches count.
+fkb_bench cbrain "$CBRAIN" "128,512,2048,8192" fp32 h2h 25 fused
+fkb_bench climsim "$CLIMSIM" "128,512,2048,8192" fp32 h2h 25 fused
 
 # ---------------------------------------------------------------------------------------------------------------------
 # 3. Report: results.json, time_vs_batch.png, the ratio table last
