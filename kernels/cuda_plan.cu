@@ -458,13 +458,14 @@ CudaPlan::Graph& CudaPlan::graph_for(const GraphKey& key) {
       s.workspace = workspace_;
       s.workspace_bytes = tun_.workspace_bytes;
       auto mm = std::make_unique<LtMatmul>();
-      if (mm->prepare(lt_, s)) {
+      std::string why;
+      if (mm->prepare(lt_, s, &why)) {
         g.matmuls[oi] = std::move(mm);
       } else if (options_.verbose) {
-        std::fprintf(stderr, "fkb: %s: cuBLASLt has no algorithm for layer '%s' (%lld x %lld x %lld); using the "
+        std::fprintf(stderr, "fkb: %s: cuBLASLt cannot run layer '%s' (m %lld, n %lld, k %lld: %s); using the "
                              "fused GEMM\n",
-                     device_name_.c_str(), o.name.c_str(), static_cast<long long>(o.m),
-                     static_cast<long long>(s.n), static_cast<long long>(o.k));
+                     device_name_.c_str(), o.name.c_str(), static_cast<long long>(o.m), static_cast<long long>(s.n),
+                     static_cast<long long>(o.k), why.c_str());
       }
     }
     if (!tun_.use_graphs) return g;

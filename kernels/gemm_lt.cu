@@ -5,6 +5,8 @@
 #include "gemm_lt.cuh"
 #include "plan_math.hpp"
 
+#include <string>
+
 namespace fkb::cuda {
 
 namespace {
@@ -46,7 +48,18 @@ LtMatmul::~LtMatmul() {
   if (op_) cublasLtMatmulDescDestroy(op_);
 }
 
-bool LtMatmul::prepare(cublasLtHandle_t handle, const LtMatmulSpec& s) {
+bool LtMatmul::prepare(cublasLtHandle_t handle, const LtMatmulSpec& s, std::string* why) {
+  // Any failure to describe the matmul or to find an algorithm for it means "use the fused GEMM", never a
+  // failed plan: the fused kernel computes the same thing for every type, layout and alignment.
+  try {
+    return prepare_or_throw(handle, s, why);
+  } catch (const Error& e) {
+    if (why) *why = e.what();
+    return false;
+  }
+}
+
+bool LtMatmul::prepare_or_throw(cublasLtHandle_t handle, const LtMatmulSpec& s, std::string* why) {
   spec_ = s;
   const cublasComputeType_t compute =
       s.precision == Precision::TF32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
@@ -97,14 +110,18 @@ bool LtMatmul::prepare(cublasLtHandle_t handle, const LtMatmulSpec& s) {
   int returned = 0;
   const cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(handle, op_, a_, b_, c_ ? c_ : d_, d_, pref.p, 4, results,
                                                            &returned);
-  if (st == CUBLAS_STATUS_NOT_SUPPORTED || (st == CUBLAS_STATUS_SUCCESS && returned == 0)) return false;
-  FKB_CHECK_CUBLAS(st);
+  if (st != CUBLAS_STATUS_SUCCESS || returned == 0) {
+    if (why) *why = std::string("cublasLtMatmulAlgoGetHeuristic: ") + cublasGetStatusString(st) + ", " +
+                    std::to_string(returned) + " algorithm(s)";
+    return false;
+  }
   for (int i = 0; i < returned; ++i) {
     if (results[i].state == CUBLAS_STATUS_SUCCESS) {
       algo_ = results[i].algo;
       return true;
     }
   }
+  if (why) *why = "no usable algorithm among the heuristic's results";
   return false;
 }
 

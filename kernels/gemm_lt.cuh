@@ -9,6 +9,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <string>
 
 #include "elem.hpp"
 #include "fkb/backend.hpp"
@@ -41,13 +42,15 @@ class LtMatmul {
   LtMatmul(const LtMatmul&) = delete;
   LtMatmul& operator=(const LtMatmul&) = delete;
 
-  /// Build the descriptors and ask the heuristic for an algorithm. Returns false when cuBLASLt has none for
-  /// this shape/type/alignment (the caller then uses the fused GEMM); throws on other cuBLAS errors.
-  bool prepare(cublasLtHandle_t handle, const LtMatmulSpec& spec);
+  /// Build the descriptors and ask the heuristic for an algorithm. Returns false (with the reason in `why`)
+  /// when cuBLASLt cannot do this shape/type/alignment/epilogue: the caller then uses the fused GEMM.
+  bool prepare(cublasLtHandle_t handle, const LtMatmulSpec& spec, std::string* why = nullptr);
   /// Enqueue on `stream` (also inside a stream capture).
   void enqueue(cublasLtHandle_t handle, cudaStream_t stream) const;
 
  private:
+  bool prepare_or_throw(cublasLtHandle_t handle, const LtMatmulSpec& spec, std::string* why);
+
   LtMatmulSpec spec_;
   cublasLtMatmulDesc_t op_ = nullptr;
   cublasLtMatrixLayout_t a_ = nullptr, b_ = nullptr, c_ = nullptr, d_ = nullptr;
