@@ -25,14 +25,22 @@ SHARED="${SHARED:-$ROOT/../shared/models}"
 
 ln -sfn "$ROOT" "$SRC"
 cd "$SRC"
+# MPI (for bench/device/mpi_part.sh, which run.sh calls): on when mpicc is here, unless FKB_PREPARE_MPI=OFF.
+MPI=OFF
+if [ "${FKB_PREPARE_MPI:-AUTO}" != OFF ] && command -v mpicc > /dev/null; then MPI=ON; fi
 cmake -S "$SRC" -B "$SRC/$B" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 -DFKB_ENABLE_CUDA=ON \
-  -DFKB_ENABLE_MPI=OFF -DFKB_ENABLE_FORTRAN=OFF -DFKB_BUILD_TESTS=ON -DFKB_BUILD_BENCH=OFF
+  -DFKB_ENABLE_MPI="$MPI" -DFKB_ENABLE_FORTRAN=OFF -DFKB_BUILD_TESTS=ON -DFKB_BUILD_BENCH="$MPI"
 cmake --build "$SRC/$B" -j"$JOBS" --target fkb_cli fkb_backend_tests
+if [ "$MPI" = ON ] && cmake --build "$SRC/$B" --target help | grep -q fkb_mpi_bench; then
+  cmake --build "$SRC/$B" -j"$JOBS" --target fkb_mpi_bench
+else
+  echo "prepare: no fkb_mpi_bench target (MPI=$MPI): run.sh will skip the MPI part"
+fi
 
 # Shared libraries the GPU machine lacks.
 mkdir -p "$B/deps"
 rm -f "$B"/deps/*
-for lib in $(ldd "$B/bin/fkb" "$B/bin/fkb_backend_tests" "$B/lib/libfkb.so" | awk '/=>/ {print $3}' | sort -u); do
+for lib in $(ldd "$B/bin/fkb" "$B/bin/fkb_backend_tests" "$B/lib/libfkb.so" "$B"/bin/fkb_mpi_bench 2>/dev/null | awk '/=>/ {print $3}' | sort -u); do
   case "$(basename "$lib")" in
     libyaml-cpp.so* | libzip.so* | libgtest*.so* | libgmock*.so*) cp -L "$lib" "$B/deps/" ;;
   esac

@@ -51,6 +51,13 @@ def main():
     if os.path.exists(os.path.join(args.dir, "skipped.txt")):
         skipped = [s for s in open(os.path.join(args.dir, "skipped.txt")).read().splitlines() if s.strip()]
 
+    mpi = {os.path.basename(p)[:-5]: load(p) for p in sorted(glob.glob(os.path.join(args.dir, "mpi", "mpi_*.json")))}
+    mpi_table = ""
+    if os.path.exists(os.path.join(args.dir, "mpi_table.txt")):
+        lines = open(os.path.join(args.dir, "mpi_table.txt")).read().splitlines()
+        start = max((i for i, l in enumerate(lines) if l.startswith("MPI:")), default=None)
+        mpi_table = "\n".join(lines[start:]) if start is not None else "\n".join(lines[-8:])
+
     models = sorted({k[0] for k in fkb} | {k[0] for k in torch})
 
     def med(table, key, batch):
@@ -100,7 +107,7 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump({"machine": machine, "tests_exit_code": args.tests_rc, "skipped": skipped, "warnings": warnings,
-                   "fkb": fkb_raw, "torch": torch_raw, "ratios": ratios}, f, indent=1)
+                   "fkb": fkb_raw, "torch": torch_raw, "mpi": mpi, "ratios": ratios}, f, indent=1)
 
     # Plot: time per call vs batch, one panel per model.
     try:
@@ -145,6 +152,9 @@ def main():
         print(f"skipped (time budget): {s}")
     for w in warnings:
         print(f"warning: {w}")
+    if mpi_table:
+        print()
+        print(mpi_table)
     if not ratios:
         print("no ratio: FKB or PyTorch results are missing (see run.log)")
         return 0

@@ -6,7 +6,8 @@
 #      bf16, host-to-host and --device-resident;
 #   3. the PyTorch baseline (bench/device/torch_baseline.py: eager and CUDA graph, same precisions, h2h
 #      pinned and pageable) in the same call;
-#   4. the ratio table (bench/device/report.py), printed last; results.json and time_vs_batch.png.
+#   4. the MPI part (bench/device/mpi_part.sh: node-aggregate vs per-rank, 4 ranks on one GPU) when built;
+#   5. the ratio table (bench/device/report.py), printed last; results.json and time_vs_batch.png.
 #
 # Prepare on the build machine first:  bench/device/prepare.sh
 # Then, with the device `run` tool:
@@ -96,6 +97,21 @@ fkb_bench cbrain "$CBRAIN" "$CBRAIN_BATCHES" tf32 h2h 60
 fkb_bench climsim "$CLIMSIM" "$CLIMSIM_BATCHES" tf32 h2h 55
 fkb_bench cbrain "$CBRAIN" "$CBRAIN_BATCHES" bf16 h2h 50
 fkb_bench climsim "$CLIMSIM" "$CLIMSIM_BATCHES" bf16 h2h 45
+# The MPI part (bench/device/mpi_part.sh, owned by the MPI layer): 4 ranks x 512 columns on one GPU.
+if [ -x "$B/bin/fkb_mpi_bench" ] && [ -f "$HERE/mpi_part.sh" ]; then
+  if [ "$(left)" -ge 90 ]; then
+    log "MPI part"
+    mpi_budget=$(( $(left) - 60 )); [ "$mpi_budget" -gt 150 ] && mpi_budget=150
+    mkdir -p "$WORK/mpi"
+    OUT="$WORK/mpi" bash "$HERE/mpi_part.sh" "$B" "$WORK/mpi" "$mpi_budget" > "$WORK/mpi_table.txt" 2>&1
+    log "MPI part exit code $?"
+    tail -n 8 "$WORK/mpi_table.txt" | tee -a "$LOG"
+  else
+    SKIPPED+=("MPI part"); log "skip the MPI part (budget)"
+  fi
+else
+  log "no build-gpu/bin/fkb_mpi_bench: MPI part not run"
+fi
 fkb_bench cbrain "$CBRAIN" "$CBRAIN_BATCHES" fp32 dev 40
 fkb_bench climsim "$CLIMSIM" "$CLIMSIM_BATCHES" fp32 dev 35
 fkb_bench cbrain "$CBRAIN" "$CBRAIN_BATCHES" tf32 dev 30
