@@ -11,9 +11,10 @@
 //   private and public copies agree (separate model) and is a full memory barrier (unified model); the
 //   atomic accesses keep the compiler and CPU from tearing or caching the flag. Flags are counters that only
 //   grow, so no flag is ever reset.
-// Waiting ranks do not spin for long: they spin ~20 us, then yield, and, in the "auto" and "sleep" policies,
-// sleep in 50 us steps once the wait exceeds 1 ms — so on the CPU the leader's threads get the cores of the
-// ranks waiting for it (an MPI_Barrier in Open MPI busy-polls and would take them).
+// Waiting ranks do not spin for long: they spin ~20 us, then ("auto") yield up to 1 ms and sleep in 50 us
+// steps after that, or ("sleep", what "auto" becomes when the leader runs on the CPU) sleep right after the
+// spin — so on the CPU the leader's threads get the cores of the ranks waiting for it (an MPI_Barrier in
+// Open MPI busy-polls and would take them).
 #pragma once
 
 #include <mpi.h>
@@ -29,11 +30,11 @@ namespace fkb {
 namespace mpi {
 
 class SharedWindow {
- public:
+public:
   SharedWindow() = default;
-  ~SharedWindow();  // releases the window if MPI is still running (collective then), else only forgets it
-  SharedWindow(const SharedWindow&) = delete;
-  SharedWindow& operator=(const SharedWindow&) = delete;
+  ~SharedWindow(); // releases the window if MPI is still running (collective then), else only forgets it
+  SharedWindow(const SharedWindow &) = delete;
+  SharedWindow &operator=(const SharedWindow &) = delete;
 
   /// Free the current window (if any) and allocate a new one of `bytes`, owned by rank 0 of `group`.
   /// Collective over `group`; every rank passes the same `bytes`.
@@ -41,7 +42,7 @@ class SharedWindow {
   /// Collective over the group the window was allocated on.
   void release();
 
-  char* base() const { return base_; }
+  char *base() const { return base_; }
   size_t bytes() const { return bytes_; }
   bool allocated() const { return win_ != MPI_WIN_NULL; }
   /// "unified" or "separate" (MPI_WIN_MODEL), "" when no window is allocated.
@@ -52,30 +53,29 @@ class SharedWindow {
   void handover(MPI_Comm group);
 
   /// Make this rank's earlier stores visible, then set *flag = value (release).
-  void publish(int64_t* flag, int64_t value) {
+  void publish(int64_t *flag, int64_t value) {
     MPI_Win_sync(win_);
     __atomic_store_n(flag, value, __ATOMIC_RELEASE);
     MPI_Win_sync(win_);
   }
-  static int64_t read_flag(const int64_t* flag) { return __atomic_load_n(flag, __ATOMIC_ACQUIRE); }
+  static int64_t read_flag(const int64_t *flag) { return __atomic_load_n(flag, __ATOMIC_ACQUIRE); }
 
   enum class Wait { Auto, Spin, Yield, Sleep };
   /// Poll until done() is true (done() reads flags with read_flag); afterwards the stores published before
   /// those flags are visible. Returns the seconds waited.
-  template <class Pred>
-  double wait_until(Pred done, Wait policy) {
+  template <class Pred> double wait_until(Pred done, Wait policy) {
     using Clock = std::chrono::steady_clock;
     const auto t0 = Clock::now();
     for (;;) {
       MPI_Win_sync(win_);
-      if (done()) break;
+      if (done())
+        break;
       const double waited = std::chrono::duration<double>(Clock::now() - t0).count();
       if (policy == Wait::Spin || waited < 20e-6) {
 #if defined(__x86_64__) || defined(__i386__)
         __builtin_ia32_pause();
 #endif
-      } else if (policy == Wait::Yield || (policy == Wait::Auto && waited < 1e-3) ||
-                 (policy == Wait::Sleep && waited < 100e-6)) {
+      } else if (policy == Wait::Yield || (policy == Wait::Auto && waited < 1e-3)) {
         sched_yield();
       } else {
         std::this_thread::sleep_for(std::chrono::microseconds(50));
@@ -85,12 +85,12 @@ class SharedWindow {
     return std::chrono::duration<double>(Clock::now() - t0).count();
   }
 
- private:
+private:
   MPI_Win win_ = MPI_WIN_NULL;
-  char* base_ = nullptr;
+  char *base_ = nullptr;
   size_t bytes_ = 0;
   int model_ = -1;
 };
 
-}  // namespace mpi
-}  // namespace fkb
+} // namespace mpi
+} // namespace fkb

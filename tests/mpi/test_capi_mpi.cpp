@@ -16,7 +16,7 @@ using namespace fkb::test::mpi;
 
 namespace {
 
-fkb_mpi_t load(const char* mode, const char* path = nullptr) {
+fkb_mpi_t load(const char *mode, const char *path = nullptr) {
   fkb_mpi_options o;
   EXPECT_EQ(fkb_mpi_options_init(&o), FKB_OK);
   o.mode = mode;
@@ -33,7 +33,7 @@ fkb_mpi_t load(const char* mode, const char* path = nullptr) {
 TEST(CApiMpi, PredictBothTypesInEveryMode) {
   const int rank = world_rank(), size = world_size();
   const fkb::Model model = fkb::Model::load(fkb::test::fixture_path("k3_cbrain.keras"));
-  for (const char* mode : {"per-rank", "node-aggregate", "cpu"}) {
+  for (const char *mode : {"per-rank", "node-aggregate", "cpu"}) {
     SCOPED_TRACE(mode);
     fkb_mpi_t s = load(mode);
     int64_t nin = 0, nout = 0;
@@ -46,15 +46,16 @@ TEST(CApiMpi, PredictBothTypesInEveryMode) {
     const int64_t mine = counts[static_cast<size_t>(rank)];
     const auto gx = random_batch(d.back(), nin, 31);
     const bool agg = std::string(mode) == "node-aggregate";
-    const auto full = reference(model, gx.data() + (agg ? 0 : d[static_cast<size_t>(rank)] * nin),
-                                agg ? d.back() : mine);
-    const float* expect = full.data() + (agg ? d[static_cast<size_t>(rank)] * nout : 0);
+    const auto full =
+        reference(model, gx.data() + (agg ? 0 : d[static_cast<size_t>(rank)] * nin), agg ? d.back() : mine);
+    const float *expect = full.data() + (agg ? d[static_cast<size_t>(rank)] * nout : 0);
     std::vector<float> y(static_cast<size_t>(mine * nout));
     EXPECT_EQ(fkb_mpi_predict_f32(s, gx.data() + d[static_cast<size_t>(rank)] * nin, mine, y.data()), FKB_OK)
         << fkb_mpi_last_error();
     EXPECT_TRUE(bitwise_equal(y.data(), expect, mine * nout));
     EXPECT_STREQ(fkb_mpi_last_error(), "");
-    std::vector<double> xd(gx.begin() + d[static_cast<size_t>(rank)] * nin, gx.begin() + d[static_cast<size_t>(rank) + 1] * nin);
+    std::vector<double> xd(gx.begin() + d[static_cast<size_t>(rank)] * nin,
+                           gx.begin() + d[static_cast<size_t>(rank) + 1] * nin);
     std::vector<double> yd(static_cast<size_t>(mine * nout));
     EXPECT_EQ(fkb_mpi_predict_checked_f64(s, xd.data(), nin, mine, yd.data(), nout, mine), FKB_OK)
         << fkb_mpi_last_error();
@@ -85,14 +86,14 @@ TEST(CApiMpi, PredictBothTypesInEveryMode) {
     EXPECT_EQ(st2.calls, 3);
     EXPECT_EQ(st2.columns, rank == bad ? 2 * mine : 3 * mine);
 
-    char* json = nullptr;
+    char *json = nullptr;
     EXPECT_EQ(fkb_mpi_report_json(s, &json), FKB_OK) << fkb_mpi_last_error();
     ASSERT_NE(json, nullptr);
     const auto j = nlohmann::json::parse(json);
     EXPECT_EQ(j["mode"], mode);
     EXPECT_EQ(j["per_rank"].size(), static_cast<size_t>(size));
     fkb_mpi_free_string(json);
-    char* text = nullptr;
+    char *text = nullptr;
     EXPECT_EQ(fkb_mpi_report_text(s, &text), FKB_OK);
     ASSERT_NE(text, nullptr);
     EXPECT_NE(std::string(text).find("median"), std::string::npos);
@@ -114,13 +115,13 @@ TEST(CApiMpi, ErrorsAreCodesWithMessages) {
   EXPECT_EQ(s, nullptr);
   EXPECT_NE(std::string(fkb_mpi_last_error()).find("/nonexistent.h5"), std::string::npos) << fkb_mpi_last_error();
   const std::string path = fkb::test::fixture_path("k3_dense_chain.keras");
-  EXPECT_EQ(fkb_mpi_load_ex(path.c_str(), MPI_Comm_c2f(MPI_COMM_WORLD), "no-such-mode", nullptr, nullptr, 0, 1,
-                            nullptr, &s),
-            FKB_ERR_INVALID_ARGUMENT);
+  EXPECT_EQ(
+      fkb_mpi_load_ex(path.c_str(), MPI_Comm_c2f(MPI_COMM_WORLD), "no-such-mode", nullptr, nullptr, 0, 1, nullptr, &s),
+      FKB_ERR_INVALID_ARGUMENT);
   EXPECT_NE(std::string(fkb_mpi_last_error()).find("per-rank, node-aggregate, cpu"), std::string::npos);
   EXPECT_EQ(fkb_mpi_load_ex(path.c_str(), MPI_Comm_c2f(MPI_COMM_WORLD), "", "", "", 0, 1, "", &s), FKB_OK)
       << fkb_mpi_last_error();
   EXPECT_EQ(fkb_mpi_free(s), FKB_OK);
 }
 
-}  // namespace
+} // namespace
