@@ -13,7 +13,11 @@
 
 namespace fkb::test {
 
-std::string fixture_path(const std::string& rel) { return std::string(FKB_FIXTURES_DIR) + "/" + rel; }
+std::string fixture_path(const std::string& rel) {
+  // FKB_FIXTURES overrides the compiled-in path (binaries carried to another machine).
+  const char* env = std::getenv("FKB_FIXTURES");
+  return std::string(env && *env ? env : FKB_FIXTURES_DIR) + "/" + rel;
+}
 
 const nlohmann::json& manifest() {
   static const nlohmann::json m = [] {
