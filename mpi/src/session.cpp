@@ -231,7 +231,11 @@ void Session::Impl::init(MPI_Comm user, const std::function<Model()> &get_model,
   FKB_CHECK_MPI(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN));
   FKB_CHECK_MPI(MPI_Comm_rank(comm, &rank));
   FKB_CHECK_MPI(MPI_Comm_size(comm, &size));
-  FKB_CHECK_MPI(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node_comm));
+  if (opt.ranks_per_node > 0) { // emulated nodes (tests): consecutive ranks, always within a real node here
+    FKB_CHECK_MPI(MPI_Comm_split(comm, rank / opt.ranks_per_node, rank, &node_comm));
+  } else {
+    FKB_CHECK_MPI(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node_comm));
+  }
   FKB_CHECK_MPI(MPI_Comm_set_errhandler(node_comm, MPI_ERRORS_RETURN));
   FKB_CHECK_MPI(MPI_Comm_rank(node_comm, &local_rank));
   FKB_CHECK_MPI(MPI_Comm_size(node_comm, &local_size));

@@ -342,6 +342,47 @@ TEST(NodeAggregate, TopologyOneGroupPerNodeOnTheCpu) {
   EXPECT_EQ(p.group_size(), 1);
 }
 
+// Two emulated nodes of two ranks (4 ranks; fewer ranks give one node): one group and one leader per node,
+// each node's batch is its own ranks' columns, devices and local ranks are per node.
+TEST(NodeAggregate, EmulatedNodesBatchPerNode) {
+  const int rank = world_rank(), size = world_size();
+  const std::string path = fkb::test::fixture_path("k3_cbrain.keras");
+  const Model model = Model::load(path);
+  const int64_t nin = model.input_size(0), nout = model.output_size(0);
+  auto o = test_options("node-aggregate");
+  o.ranks_per_node = 2;
+  Session s(MPI_COMM_WORLD, path, o);
+  const int nodes = (size + 1) / 2;
+  EXPECT_EQ(s.nodes(), nodes);
+  EXPECT_EQ(s.node(), rank / 2);
+  EXPECT_EQ(s.local_rank(), rank % 2);
+  EXPECT_EQ(s.is_leader(), rank % 2 == 0);
+  EXPECT_EQ(s.group_size(), std::min(2, size - 2 * (rank / 2)));
+  std::vector<int64_t> counts;
+  for (int r = 0; r < size; ++r)
+    counts.push_back(4 + 9 * r);
+  const auto d = offsets(counts);
+  const auto gx = random_batch(d.back(), nin, 123);
+  // This node's batch: its ranks' columns only.
+  const int first = 2 * (rank / 2), last = std::min(size, first + 2);
+  const auto ynode = reference(model, gx.data() + d[static_cast<size_t>(first)] * nin,
+                               d[static_cast<size_t>(last)] - d[static_cast<size_t>(first)]);
+  const int64_t mine = counts[static_cast<size_t>(rank)];
+  std::vector<float> y(static_cast<size_t>(mine * nout));
+  s.predict(gx.data() + d[static_cast<size_t>(rank)] * nin, mine, y.data());
+  EXPECT_TRUE(bitwise_equal(
+      y.data(), ynode.data() + (d[static_cast<size_t>(rank)] - d[static_cast<size_t>(first)]) * nout, mine * nout));
+  const fkb::mpi::Report r = s.report();
+  EXPECT_EQ(r.nodes, nodes);
+  EXPECT_EQ(r.groups, nodes);
+  for (const auto &pr : r.per_rank) {
+    EXPECT_EQ(pr.node, pr.rank / 2);
+    const int64_t node_cols =
+        d[static_cast<size_t>(std::min(size, 2 * (pr.rank / 2) + 2))] - d[static_cast<size_t>(2 * (pr.rank / 2))];
+    EXPECT_EQ(pr.stats.batch_columns, pr.leader ? node_cols : 0) << "rank " << pr.rank;
+  }
+}
+
 TEST(NodeAggregate, LeaderFailureReachesEveryRank) {
   const int rank = world_rank(), size = world_size();
   const std::string path = fkb::test::fixture_path("k3_dense_chain.keras");

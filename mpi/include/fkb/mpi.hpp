@@ -78,6 +78,9 @@ struct SessionOptions {
   /// 20 us, then sleep: the waiting ranks' cores go to a CPU leader's threads). FKB_MPI_WAIT overrides it.
   std::string wait = "auto";
   std::string config_path; ///< Keras architecture file for weights-only .h5 files
+  /// Testing only: > 0 treats each run of this many consecutive ranks as one node instead of asking MPI
+  /// (MPI_COMM_TYPE_SHARED), to exercise several nodes on one machine. The ranks must share memory.
+  int ranks_per_node = 0;
 };
 
 /// What one rank did since construction (or reset_stats()). Times are seconds, summed over calls.
