@@ -41,73 +41,61 @@ struct Args {
   double tol = -1;
 };
 
-std::vector<std::string> split(const std::string &s) {
+std::vector<std::string> split(const std::string& s) {
   std::vector<std::string> out;
   size_t b = 0;
   while (b <= s.size()) {
     const size_t e = s.find(',', b);
     out.push_back(s.substr(b, e == std::string::npos ? std::string::npos : e - b));
-    if (e == std::string::npos)
-      break;
+    if (e == std::string::npos) break;
     b = e + 1;
   }
   return out;
 }
 
-bool parse(int argc, char **argv, Args &a, std::string &err) {
+bool parse(int argc, char** argv, Args& a, std::string& err) {
   for (int i = 1; i < argc; ++i) {
     const std::string k = argv[i];
-    auto val = [&](const char *name) -> const char * {
+    auto val = [&](const char* name) -> const char* {
       if (i + 1 >= argc) {
         err = std::string("missing value for ") + name;
         return nullptr;
       }
       return argv[++i];
     };
-    const char *v = nullptr;
+    const char* v = nullptr;
     if (k == "--ncol") {
-      if (!(v = val("--ncol")))
-        return false;
+      if (!(v = val("--ncol"))) return false;
       a.ncol = std::atoll(v);
     } else if (k == "--modes") {
-      if (!(v = val("--modes")))
-        return false;
+      if (!(v = val("--modes"))) return false;
       a.modes = split(v);
     } else if (k == "--steps") {
-      if (!(v = val("--steps")))
-        return false;
+      if (!(v = val("--steps"))) return false;
       a.steps = std::atoi(v);
     } else if (k == "--rounds") {
-      if (!(v = val("--rounds")))
-        return false;
+      if (!(v = val("--rounds"))) return false;
       a.rounds = std::atoi(v);
     } else if (k == "--warmup") {
-      if (!(v = val("--warmup")))
-        return false;
+      if (!(v = val("--warmup"))) return false;
       a.warmup = std::atoi(v);
     } else if (k == "--device") {
-      if (!(v = val("--device")))
-        return false;
+      if (!(v = val("--device"))) return false;
       a.device = v;
     } else if (k == "--precision") {
-      if (!(v = val("--precision")))
-        return false;
+      if (!(v = val("--precision"))) return false;
       a.precision = v;
     } else if (k == "--threads") {
-      if (!(v = val("--threads")))
-        return false;
+      if (!(v = val("--threads"))) return false;
       a.threads = std::atoi(v);
     } else if (k == "--max-batch") {
-      if (!(v = val("--max-batch")))
-        return false;
+      if (!(v = val("--max-batch"))) return false;
       a.max_batch = std::atoll(v);
     } else if (k == "--json") {
-      if (!(v = val("--json")))
-        return false;
+      if (!(v = val("--json"))) return false;
       a.json = v;
     } else if (k == "--tol") {
-      if (!(v = val("--tol")))
-        return false;
+      if (!(v = val("--tol"))) return false;
       a.tol = std::atof(v);
     } else if (!k.empty() && k[0] == '-') {
       err = "unknown option " + k;
@@ -142,9 +130,9 @@ Timing summarize(std::vector<double> v) {
   return t;
 }
 
-} // namespace
+}  // namespace
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   MPI_Init(&argc, &argv);
   int rank = 0, size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
@@ -152,8 +140,7 @@ int main(int argc, char **argv) {
   Args a;
   std::string err;
   if (!parse(argc, argv, a, err)) {
-    if (rank == 0)
-      std::fprintf(stderr, "fkb_mpi_bench: %s\n", err.c_str());
+    if (rank == 0) std::fprintf(stderr, "fkb_mpi_bench: %s\n", err.c_str());
     MPI_Finalize();
     return 2;
   }
@@ -167,8 +154,7 @@ int main(int argc, char **argv) {
     std::normal_distribution<float> dist(0.0f, 1.0f);
     std::vector<float> x(static_cast<size_t>(a.ncol * nin)), y(static_cast<size_t>(a.ncol * nout)),
         ref(static_cast<size_t>(a.ncol * nout));
-    for (auto &v : x)
-      v = dist(gen);
+    for (auto& v : x) v = dist(gen);
     {
       fkb::RuntimeOptions ro;
       ro.device = "cpu";
@@ -179,8 +165,7 @@ int main(int argc, char **argv) {
       rt.predict(x.data(), a.ncol, ref.data());
     }
     double refmax = 0;
-    for (float v : ref)
-      refmax = std::max(refmax, static_cast<double>(std::fabs(v)));
+    for (float v : ref) refmax = std::max(refmax, static_cast<double>(std::fabs(v)));
     const double tol = a.tol >= 0 ? a.tol : (a.precision == "fp32" ? 1e-4 : 5e-2);
 
     char host[256] = {0};
@@ -204,7 +189,7 @@ int main(int argc, char **argv) {
     // (mode A, mode B, mode A, ...) so a drift in machine load hits every mode alike.
     std::vector<std::unique_ptr<fkb::mpi::Session>> sessions;
     std::vector<double> check_error;
-    for (const std::string &mode : a.modes) {
+    for (const std::string& mode : a.modes) {
       fkb::mpi::SessionOptions so;
       so.mode = mode;
       so.device = a.device;
@@ -213,7 +198,7 @@ int main(int argc, char **argv) {
       so.max_batch = a.max_batch;
       so.verbose = true;
       sessions.push_back(std::make_unique<fkb::mpi::Session>(MPI_COMM_WORLD, model, so));
-      fkb::mpi::Session &s = *sessions.back();
+      fkb::mpi::Session& s = *sessions.back();
       std::fill(y.begin(), y.end(), std::nanf(""));
       s.predict(x.data(), a.ncol, y.data());
       double e = 0;
@@ -230,8 +215,7 @@ int main(int argc, char **argv) {
                        mode.c_str(), worst, tol);
         rc = 1;
       }
-      for (int i = 0; i < a.warmup; ++i)
-        s.predict(x.data(), a.ncol, y.data());
+      for (int i = 0; i < a.warmup; ++i) s.predict(x.data(), a.ncol, y.data());
       s.reset_stats();
     }
     std::vector<std::vector<double>> steps(sessions.size());
@@ -249,13 +233,13 @@ int main(int argc, char **argv) {
       }
     }
     for (size_t k = 0; k < sessions.size(); ++k) {
-      fkb::mpi::Session &s = *sessions[k];
+      fkb::mpi::Session& s = *sessions[k];
       const std::string mode = fkb::mpi::mode_name(s.mode());
       const Timing t = summarize(steps[k]);
       // The cost of the MPI layer itself: step time less the slowest runtime's h2d + compute + d2h per call.
       const fkb::mpi::Report r = s.report();
       double runtime_ms = 0;
-      for (const auto &pr : r.per_rank)
+      for (const auto& pr : r.per_rank)
         if (pr.stats.calls > 0)
           runtime_ms = std::max(runtime_ms, 1e3 * (pr.stats.h2d + pr.stats.compute + pr.stats.d2h) / pr.stats.calls);
       results.emplace_back(mode, t);
@@ -274,17 +258,15 @@ int main(int argc, char **argv) {
       m["report"] = nlohmann::json::parse(r.json());
       out["modes"][mode] = m;
     }
-    const Timing *per = nullptr;
-    const Timing *agg = nullptr;
-    for (const auto &p : results) {
-      if (p.first == "per-rank" || p.first == "cpu")
-        per = per ? per : &p.second;
-      if (p.first == "node-aggregate")
-        agg = &p.second;
+    const Timing* per = nullptr;
+    const Timing* agg = nullptr;
+    for (const auto& p : results) {
+      if (p.first == "per-rank" || p.first == "cpu") per = per ? per : &p.second;
+      if (p.first == "node-aggregate") agg = &p.second;
     }
     if (rank == 0) {
       std::printf("\n%-16s %12s %12s %12s\n", "mode", "median ms", "min ms", "max ms");
-      for (const auto &p : results)
+      for (const auto& p : results)
         std::printf("%-16s %12.3f %12.3f %12.3f\n", p.first.c_str(), 1e3 * p.second.median, 1e3 * p.second.min,
                     1e3 * p.second.max);
       if (per && agg) {
@@ -292,8 +274,7 @@ int main(int argc, char **argv) {
                     agg->median / per->median, size, static_cast<long long>(a.ncol), a.model.c_str(), host);
       }
     }
-    if (per && agg)
-      out["ratio_aggregate_over_per_rank"] = agg->median / per->median;
+    if (per && agg) out["ratio_aggregate_over_per_rank"] = agg->median / per->median;
     if (rank == 0 && !a.json.empty()) {
       std::ofstream f(a.json);
       f << out.dump(1) << "\n";
@@ -302,7 +283,7 @@ int main(int argc, char **argv) {
         rc = 1;
       }
     }
-  } catch (const std::exception &e) {
+  } catch (const std::exception& e) {
     std::fprintf(stderr, "fkb_mpi_bench (rank %d): %s\n", rank, e.what());
     rc = 1;
   }

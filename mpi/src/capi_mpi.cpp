@@ -23,26 +23,26 @@ namespace {
 
 thread_local std::string t_last_error;
 
-[[noreturn]] void invalid(const std::string &msg) { fkb::throw_error(fkb::Status::InvalidArgument, msg); }
+[[noreturn]] void invalid(const std::string& msg) { fkb::throw_error(fkb::Status::InvalidArgument, msg); }
 
-template <class F> int guarded(const char *fn, F &&body) noexcept {
+template <class F> int guarded(const char* fn, F&& body) noexcept {
   try {
     t_last_error.clear();
     body();
     return FKB_OK;
-  } catch (const fkb::Error &e) {
+  } catch (const fkb::Error& e) {
     try {
       t_last_error = e.what();
     } catch (...) {
     }
     return static_cast<int>(e.status());
-  } catch (const std::bad_alloc &) {
+  } catch (const std::bad_alloc&) {
     try {
       t_last_error = std::string(fn) + ": out of memory";
     } catch (...) {
     }
     return FKB_ERR_OUT_OF_MEMORY;
-  } catch (const std::exception &e) {
+  } catch (const std::exception& e) {
     try {
       t_last_error = std::string(fn) + ": internal error: " + e.what();
     } catch (...) {
@@ -57,13 +57,12 @@ template <class F> int guarded(const char *fn, F &&body) noexcept {
   }
 }
 
-fkb::mpi::Session &deref(fkb_mpi_t s, const char *fn) {
-  if (!s || !s->session)
-    invalid(std::string(fn) + ": session handle is NULL (not loaded, or already freed)");
+fkb::mpi::Session& deref(fkb_mpi_t s, const char* fn) {
+  if (!s || !s->session) invalid(std::string(fn) + ": session handle is NULL (not loaded, or already freed)");
   return *s->session;
 }
 
-const char *or_default(const char *s, const char *def) { return (s && *s) ? s : def; }
+const char* or_default(const char* s, const char* def) { return (s && *s) ? s : def; }
 
 MPI_Comm to_comm(int fortran_comm) {
   int initialized = 0;
@@ -73,30 +72,25 @@ MPI_Comm to_comm(int fortran_comm) {
   return MPI_Comm_f2c(static_cast<MPI_Fint>(fortran_comm));
 }
 
-char *dup_string(const std::string &s) {
-  char *p = static_cast<char *>(std::malloc(s.size() + 1));
-  if (!p)
-    throw std::bad_alloc();
+char* dup_string(const std::string& s) {
+  char* p = static_cast<char*>(std::malloc(s.size() + 1));
+  if (!p) throw std::bad_alloc();
   std::memcpy(p, s.c_str(), s.size() + 1);
   return p;
 }
 
-void load_impl(const char *path, int fortran_comm, const fkb_mpi_options &o, fkb_mpi_t *out) {
-  if (!out)
-    invalid("fkb_mpi_load: the output handle pointer is NULL");
-  if (!path || !*path)
-    invalid("fkb_mpi_load: path is NULL or empty");
+void load_impl(const char* path, int fortran_comm, const fkb_mpi_options& o, fkb_mpi_t* out) {
+  if (!out) invalid("fkb_mpi_load: the output handle pointer is NULL");
+  if (!path || !*path) invalid("fkb_mpi_load: path is NULL or empty");
   if (o.max_batch < 0)
     invalid("fkb_mpi_load: max_batch must be >= 0 (0 = default), got " + std::to_string(o.max_batch));
-  if (o.threads < 0)
-    invalid("fkb_mpi_load: threads must be >= 0, got " + std::to_string(o.threads));
+  if (o.threads < 0) invalid("fkb_mpi_load: threads must be >= 0, got " + std::to_string(o.threads));
   fkb::mpi::SessionOptions so;
   so.mode = or_default(o.mode, "per-rank");
   so.device = or_default(o.device, "auto");
   so.precision = or_default(o.precision, "fp32");
   so.nonfinite = or_default(o.nonfinite, "propagate");
-  if (o.max_batch > 0)
-    so.max_batch = o.max_batch;
+  if (o.max_batch > 0) so.max_batch = o.max_batch;
   so.threads = o.threads;
   so.config_path = o.config_path ? o.config_path : "";
   so.reproducible = o.reproducible != 0;
@@ -109,18 +103,17 @@ void load_impl(const char *path, int fortran_comm, const fkb_mpi_options &o, fkb
   *out = h.release();
 }
 
-template <class T> void predict_impl(const char *fn, fkb_mpi_t s, const T *x, int64_t ncol, T *y) {
+template <class T> void predict_impl(const char* fn, fkb_mpi_t s, const T* x, int64_t ncol, T* y) {
   deref(s, fn).predict(x, ncol, y);
 }
 
-} // namespace
+}  // namespace
 
 extern "C" {
 
-int fkb_mpi_options_init(fkb_mpi_options *options) {
+int fkb_mpi_options_init(fkb_mpi_options* options) {
   return guarded("fkb_mpi_options_init", [&] {
-    if (!options)
-      invalid("fkb_mpi_options_init: options is NULL");
+    if (!options) invalid("fkb_mpi_options_init: options is NULL");
     std::memset(options, 0, sizeof(*options));
     options->mode = "per-rank";
     options->device = "auto";
@@ -131,9 +124,8 @@ int fkb_mpi_options_init(fkb_mpi_options *options) {
   });
 }
 
-int fkb_mpi_load(const char *path, int fortran_comm, const fkb_mpi_options *options, fkb_mpi_t *session) {
-  if (session)
-    *session = nullptr;
+int fkb_mpi_load(const char* path, int fortran_comm, const fkb_mpi_options* options, fkb_mpi_t* session) {
+  if (session) *session = nullptr;
   return guarded("fkb_mpi_load", [&] {
     fkb_mpi_options o;
     if (options) {
@@ -145,10 +137,9 @@ int fkb_mpi_load(const char *path, int fortran_comm, const fkb_mpi_options *opti
   });
 }
 
-int fkb_mpi_load_ex(const char *path, int fortran_comm, const char *mode, const char *device, const char *precision,
-                    int64_t max_batch, int32_t threads, const char *config_path, fkb_mpi_t *session) {
-  if (session)
-    *session = nullptr;
+int fkb_mpi_load_ex(const char* path, int fortran_comm, const char* mode, const char* device, const char* precision,
+                    int64_t max_batch, int32_t threads, const char* config_path, fkb_mpi_t* session) {
+  if (session) *session = nullptr;
   return guarded("fkb_mpi_load", [&] {
     fkb_mpi_options o;
     fkb_mpi_options_init(&o);
@@ -162,51 +153,48 @@ int fkb_mpi_load_ex(const char *path, int fortran_comm, const char *mode, const 
   });
 }
 
-int fkb_mpi_predict_f32(fkb_mpi_t session, const float *x, int64_t ncol, float *y) {
+int fkb_mpi_predict_f32(fkb_mpi_t session, const float* x, int64_t ncol, float* y) {
   return guarded("fkb_mpi_predict_f32", [&] { predict_impl("fkb_mpi_predict_f32", session, x, ncol, y); });
 }
 
-int fkb_mpi_predict_f64(fkb_mpi_t session, const double *x, int64_t ncol, double *y) {
+int fkb_mpi_predict_f64(fkb_mpi_t session, const double* x, int64_t ncol, double* y) {
   return guarded("fkb_mpi_predict_f64", [&] { predict_impl("fkb_mpi_predict_f64", session, x, ncol, y); });
 }
 
-int fkb_mpi_predict_checked_f32(fkb_mpi_t session, const float *x, int64_t x_features, int64_t x_ncol, float *y,
+int fkb_mpi_predict_checked_f32(fkb_mpi_t session, const float* x, int64_t x_features, int64_t x_ncol, float* y,
                                 int64_t y_features, int64_t y_ncol) {
   return guarded("fkb_mpi_predict_f32", [&] {
     deref(session, "fkb_mpi_predict_f32").predict_checked(x, x_features, x_ncol, y, y_features, y_ncol);
   });
 }
 
-int fkb_mpi_predict_checked_f64(fkb_mpi_t session, const double *x, int64_t x_features, int64_t x_ncol, double *y,
+int fkb_mpi_predict_checked_f64(fkb_mpi_t session, const double* x, int64_t x_features, int64_t x_ncol, double* y,
                                 int64_t y_features, int64_t y_ncol) {
   return guarded("fkb_mpi_predict_f64", [&] {
     deref(session, "fkb_mpi_predict_f64").predict_checked(x, x_features, x_ncol, y, y_features, y_ncol);
   });
 }
 
-int fkb_mpi_n_inputs(fkb_mpi_t session, int64_t *n) {
+int fkb_mpi_n_inputs(fkb_mpi_t session, int64_t* n) {
   return guarded("fkb_mpi_n_inputs", [&] {
-    auto &s = deref(session, "fkb_mpi_n_inputs");
-    if (!n)
-      invalid("fkb_mpi_n_inputs: n is NULL");
+    auto& s = deref(session, "fkb_mpi_n_inputs");
+    if (!n) invalid("fkb_mpi_n_inputs: n is NULL");
     *n = s.n_inputs(0);
   });
 }
 
-int fkb_mpi_n_outputs(fkb_mpi_t session, int64_t *n) {
+int fkb_mpi_n_outputs(fkb_mpi_t session, int64_t* n) {
   return guarded("fkb_mpi_n_outputs", [&] {
-    auto &s = deref(session, "fkb_mpi_n_outputs");
-    if (!n)
-      invalid("fkb_mpi_n_outputs: n is NULL");
+    auto& s = deref(session, "fkb_mpi_n_outputs");
+    if (!n) invalid("fkb_mpi_n_outputs: n is NULL");
     *n = s.n_outputs(0);
   });
 }
 
-int fkb_mpi_device_name(fkb_mpi_t session, char *buf, size_t buflen) {
+int fkb_mpi_device_name(fkb_mpi_t session, char* buf, size_t buflen) {
   return guarded("fkb_mpi_device_name", [&] {
-    auto &s = deref(session, "fkb_mpi_device_name");
-    if (!buf || buflen == 0)
-      invalid("fkb_mpi_device_name: buf is NULL or buflen is 0");
+    auto& s = deref(session, "fkb_mpi_device_name");
+    if (!buf || buflen == 0) invalid("fkb_mpi_device_name: buf is NULL or buflen is 0");
     const std::string d = s.device_name();
     const size_t n = std::min(d.size(), buflen - 1);
     std::memcpy(buf, d.data(), n);
@@ -214,39 +202,35 @@ int fkb_mpi_device_name(fkb_mpi_t session, char *buf, size_t buflen) {
   });
 }
 
-int fkb_mpi_is_leader(fkb_mpi_t session, int32_t *leader) {
+int fkb_mpi_is_leader(fkb_mpi_t session, int32_t* leader) {
   return guarded("fkb_mpi_is_leader", [&] {
-    auto &s = deref(session, "fkb_mpi_is_leader");
-    if (!leader)
-      invalid("fkb_mpi_is_leader: leader is NULL");
+    auto& s = deref(session, "fkb_mpi_is_leader");
+    if (!leader) invalid("fkb_mpi_is_leader: leader is NULL");
     *leader = s.is_leader() ? 1 : 0;
   });
 }
 
-int fkb_mpi_local_rank(fkb_mpi_t session, int32_t *local_rank) {
+int fkb_mpi_local_rank(fkb_mpi_t session, int32_t* local_rank) {
   return guarded("fkb_mpi_local_rank", [&] {
-    auto &s = deref(session, "fkb_mpi_local_rank");
-    if (!local_rank)
-      invalid("fkb_mpi_local_rank: local_rank is NULL");
+    auto& s = deref(session, "fkb_mpi_local_rank");
+    if (!local_rank) invalid("fkb_mpi_local_rank: local_rank is NULL");
     *local_rank = s.local_rank();
   });
 }
 
-int fkb_mpi_group_size(fkb_mpi_t session, int32_t *group_size) {
+int fkb_mpi_group_size(fkb_mpi_t session, int32_t* group_size) {
   return guarded("fkb_mpi_group_size", [&] {
-    auto &s = deref(session, "fkb_mpi_group_size");
-    if (!group_size)
-      invalid("fkb_mpi_group_size: group_size is NULL");
+    auto& s = deref(session, "fkb_mpi_group_size");
+    if (!group_size) invalid("fkb_mpi_group_size: group_size is NULL");
     *group_size = s.group_size();
   });
 }
 
-int fkb_mpi_get_stats(fkb_mpi_t session, fkb_mpi_stats *stats) {
+int fkb_mpi_get_stats(fkb_mpi_t session, fkb_mpi_stats* stats) {
   return guarded("fkb_mpi_get_stats", [&] {
-    auto &s = deref(session, "fkb_mpi_get_stats");
-    if (!stats)
-      invalid("fkb_mpi_get_stats: stats is NULL");
-    const fkb::mpi::RankStats &r = s.stats();
+    auto& s = deref(session, "fkb_mpi_get_stats");
+    if (!stats) invalid("fkb_mpi_get_stats: stats is NULL");
+    const fkb::mpi::RankStats& r = s.stats();
     stats->calls = r.calls;
     stats->columns = r.columns;
     stats->batch_columns = r.batch_columns;
@@ -269,43 +253,39 @@ int fkb_mpi_report(fkb_mpi_t session) {
   return guarded("fkb_mpi_report", [&] { deref(session, "fkb_mpi_report").print_report(stdout); });
 }
 
-int fkb_mpi_report_text(fkb_mpi_t session, char **text) {
-  if (text)
-    *text = nullptr;
+int fkb_mpi_report_text(fkb_mpi_t session, char** text) {
+  if (text) *text = nullptr;
   return guarded("fkb_mpi_report_text", [&] {
-    auto &s = deref(session, "fkb_mpi_report_text");
-    const std::string t = s.report().text(); // collective: before any local argument error can return
-    if (!text)
-      invalid("fkb_mpi_report_text: text is NULL");
+    auto& s = deref(session, "fkb_mpi_report_text");
+    const std::string t = s.report().text();  // collective: before any local argument error can return
+    if (!text) invalid("fkb_mpi_report_text: text is NULL");
     *text = dup_string(t);
   });
 }
 
-int fkb_mpi_report_json(fkb_mpi_t session, char **json) {
-  if (json)
-    *json = nullptr;
+int fkb_mpi_report_json(fkb_mpi_t session, char** json) {
+  if (json) *json = nullptr;
   return guarded("fkb_mpi_report_json", [&] {
-    auto &s = deref(session, "fkb_mpi_report_json");
+    auto& s = deref(session, "fkb_mpi_report_json");
     const std::string j = s.report().json();
-    if (!json)
-      invalid("fkb_mpi_report_json: json is NULL");
+    if (!json) invalid("fkb_mpi_report_json: json is NULL");
     *json = dup_string(j);
   });
 }
 
-int fkb_mpi_write_report_json(fkb_mpi_t session, const char *path) {
+int fkb_mpi_write_report_json(fkb_mpi_t session, const char* path) {
   return guarded("fkb_mpi_write_report_json", [&] {
-    auto &s = deref(session, "fkb_mpi_write_report_json");
+    auto& s = deref(session, "fkb_mpi_write_report_json");
     s.write_report_json(path ? path : "");
   });
 }
 
-void fkb_mpi_free_string(char *s) { std::free(s); }
+void fkb_mpi_free_string(char* s) { std::free(s); }
 
 int fkb_mpi_free(fkb_mpi_t session) {
   return guarded("fkb_mpi_free", [&] { delete session; });
 }
 
-const char *fkb_mpi_last_error(void) { return t_last_error.c_str(); }
+const char* fkb_mpi_last_error(void) { return t_last_error.c_str(); }
 
-} // extern "C"
+}  // extern "C"

@@ -14,37 +14,33 @@ namespace mpi {
 
 namespace {
 
-std::string trim(const std::string &s) {
+std::string trim(const std::string& s) {
   size_t b = 0, e = s.size();
-  while (b < e && std::isspace(static_cast<unsigned char>(s[b])))
-    ++b;
-  while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1])))
-    --e;
+  while (b < e && std::isspace(static_cast<unsigned char>(s[b]))) ++b;
+  while (e > b && std::isspace(static_cast<unsigned char>(s[e - 1]))) --e;
   return s.substr(b, e - b);
 }
 
 std::string lower(std::string s) {
-  for (auto &c : s)
-    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
 }
 
-std::vector<std::string> split_list(const std::string &s) {
+std::vector<std::string> split_list(const std::string& s) {
   std::vector<std::string> out;
   size_t start = 0;
   while (true) {
     const size_t comma = s.find(',', start);
     out.push_back(trim(s.substr(start, comma == std::string::npos ? std::string::npos : comma - start)));
-    if (comma == std::string::npos)
-      break;
+    if (comma == std::string::npos) break;
     start = comma + 1;
   }
   return out;
 }
 
-} // namespace
+}  // namespace
 
-const char *mode_name(Mode m) {
+const char* mode_name(Mode m) {
   switch (m) {
   case Mode::PerRank: return "per-rank";
   case Mode::NodeAggregate: return "node-aggregate";
@@ -53,26 +49,22 @@ const char *mode_name(Mode m) {
   return "unknown";
 }
 
-Mode parse_mode(const std::string &s) {
+Mode parse_mode(const std::string& s) {
   const std::string m = lower(trim(s));
-  if (m == "per-rank" || m == "per_rank" || m == "perrank")
-    return Mode::PerRank;
-  if (m == "node-aggregate" || m == "node_aggregate" || m == "aggregate")
-    return Mode::NodeAggregate;
-  if (m == "cpu")
-    return Mode::Cpu;
+  if (m == "per-rank" || m == "per_rank" || m == "perrank") return Mode::PerRank;
+  if (m == "node-aggregate" || m == "node_aggregate" || m == "aggregate") return Mode::NodeAggregate;
+  if (m == "cpu") return Mode::Cpu;
   throw_error(Status::InvalidArgument, "unknown MPI mode '" + s + "'; accepted values: per-rank, node-aggregate, cpu");
 }
 
-DeviceChoice assign_device(Mode mode, const std::string &option_device, const char *env, int local_rank, int n_gpus) {
+DeviceChoice assign_device(Mode mode, const std::string& option_device, const char* env, int local_rank, int n_gpus) {
   DeviceChoice c;
   if (mode == Mode::Cpu) {
     c.device = "cpu";
     c.source = "mode cpu";
     return c;
   }
-  if (local_rank < 0)
-    throw_error(Status::InvalidArgument, "local rank must be >= 0");
+  if (local_rank < 0) throw_error(Status::InvalidArgument, "local rank must be >= 0");
   n_gpus = std::max(n_gpus, 0);
   std::string spec, from;
   if (env && *env && !trim(env).empty()) {
@@ -123,5 +115,5 @@ DeviceChoice assign_device(Mode mode, const std::string &option_device, const ch
   return c;
 }
 
-} // namespace mpi
-} // namespace fkb
+}  // namespace mpi
+}  // namespace fkb

@@ -19,8 +19,7 @@ struct Summary {
 
 Summary summarize(std::vector<double> v) {
   Summary s;
-  if (v.empty())
-    return s;
+  if (v.empty()) return s;
   std::sort(v.begin(), v.end());
   const size_t n = v.size();
   s.min = v.front();
@@ -29,53 +28,51 @@ Summary summarize(std::vector<double> v) {
   return s;
 }
 
-using Getter = double (*)(const RankStats &);
+using Getter = double (*)(const RankStats&);
 
 struct Metric {
-  const char *name; // JSON key
-  const char *label;
+  const char* name;  // JSON key
+  const char* label;
   Getter get;
-  bool time; // seconds (shown as ms per call in the table)
+  bool time;  // seconds (shown as ms per call in the table)
 };
 
 const Metric kMetrics[] = {
-    {"calls", "calls", [](const RankStats &s) { return static_cast<double>(s.calls); }, false},
-    {"columns", "columns (own)", [](const RankStats &s) { return static_cast<double>(s.columns); }, false},
-    {"batch_columns", "columns run", [](const RankStats &s) { return static_cast<double>(s.batch_columns); }, false},
-    {"batches", "runtime batches", [](const RankStats &s) { return static_cast<double>(s.batches); }, false},
-    {"pack", "pack", [](const RankStats &s) { return s.pack; }, true},
-    {"unpack", "unpack", [](const RankStats &s) { return s.unpack; }, true},
-    {"h2d", "H2D", [](const RankStats &s) { return s.h2d; }, true},
-    {"compute", "compute", [](const RankStats &s) { return s.compute; }, true},
-    {"d2h", "D2H", [](const RankStats &s) { return s.d2h; }, true},
-    {"wait", "wait", [](const RankStats &s) { return s.wait; }, true},
-    {"total", "total", [](const RankStats &s) { return s.total; }, true},
+    {"calls", "calls", [](const RankStats& s) { return static_cast<double>(s.calls); }, false},
+    {"columns", "columns (own)", [](const RankStats& s) { return static_cast<double>(s.columns); }, false},
+    {"batch_columns", "columns run", [](const RankStats& s) { return static_cast<double>(s.batch_columns); }, false},
+    {"batches", "runtime batches", [](const RankStats& s) { return static_cast<double>(s.batches); }, false},
+    {"pack", "pack", [](const RankStats& s) { return s.pack; }, true},
+    {"unpack", "unpack", [](const RankStats& s) { return s.unpack; }, true},
+    {"h2d", "H2D", [](const RankStats& s) { return s.h2d; }, true},
+    {"compute", "compute", [](const RankStats& s) { return s.compute; }, true},
+    {"d2h", "D2H", [](const RankStats& s) { return s.d2h; }, true},
+    {"wait", "wait", [](const RankStats& s) { return s.wait; }, true},
+    {"total", "total", [](const RankStats& s) { return s.total; }, true},
 };
 
-double per_call_ms(const RankStats &s, double seconds) { return s.calls > 0 ? 1e3 * seconds / s.calls : 0.0; }
+double per_call_ms(const RankStats& s, double seconds) { return s.calls > 0 ? 1e3 * seconds / s.calls : 0.0; }
 
-std::string fmt(const char *f, double v) {
+std::string fmt(const char* f, double v) {
   char buf[64];
   std::snprintf(buf, sizeof(buf), f, v);
   return buf;
 }
 
-} // namespace
+}  // namespace
 
 std::string Report::text() const {
   std::string out;
   out += "fkb_mpi report: mode " + mode + ", model " + model + " (" + std::to_string(n_inputs) + " -> " +
          std::to_string(n_outputs) + "), " + std::to_string(ranks) + " rank(s) on " + std::to_string(nodes) +
          " node(s), " + std::to_string(groups) + " runtime(s)";
-  if (!memory_model.empty())
-    out += ", shared window memory model " + memory_model;
+  if (!memory_model.empty()) out += ", shared window memory model " + memory_model;
   out += "\n";
   // Runtimes: distinct device descriptions with how many ranks run one.
   std::vector<std::pair<std::string, int>> devs;
-  for (const auto &r : per_rank) {
-    if (!r.leader)
-      continue;
-    auto it = std::find_if(devs.begin(), devs.end(), [&](const auto &d) { return d.first == r.device; });
+  for (const auto& r : per_rank) {
+    if (!r.leader) continue;
+    auto it = std::find_if(devs.begin(), devs.end(), [&](const auto& d) { return d.first == r.device; });
     if (it == devs.end())
       devs.emplace_back(r.device, 1);
     else
@@ -88,13 +85,12 @@ std::string Report::text() const {
   char line[256];
   std::snprintf(line, sizeof(line), "  %-22s %12s %12s %12s   (over %d ranks)\n", "", "min", "median", "max", ranks);
   out += line;
-  for (const Metric &m : kMetrics) {
+  for (const Metric& m : kMetrics) {
     std::vector<double> v;
-    for (const auto &r : per_rank)
-      v.push_back(m.time ? per_call_ms(r.stats, m.get(r.stats)) : m.get(r.stats));
+    for (const auto& r : per_rank) v.push_back(m.time ? per_call_ms(r.stats, m.get(r.stats)) : m.get(r.stats));
     const Summary s = summarize(v);
     const std::string label = m.time ? std::string(m.label) + " [ms/call]" : std::string(m.label);
-    const char *f = m.time ? "%12.4f" : "%12.0f";
+    const char* f = m.time ? "%12.4f" : "%12.0f";
     std::snprintf(line, sizeof(line), "  %-22s %s %s %s\n", label.c_str(), fmt(f, s.min).c_str(),
                   fmt(f, s.median).c_str(), fmt(f, s.max).c_str());
     out += line;
@@ -114,12 +110,11 @@ std::string Report::json() const {
   j["runtimes"] = groups;
   j["memory_model"] = memory_model;
   nlohmann::json summary = nlohmann::json::object();
-  for (const Metric &m : kMetrics) {
+  for (const Metric& m : kMetrics) {
     std::vector<double> v, per_call;
-    for (const auto &r : per_rank) {
+    for (const auto& r : per_rank) {
       v.push_back(m.get(r.stats));
-      if (m.time)
-        per_call.push_back(per_call_ms(r.stats, m.get(r.stats)));
+      if (m.time) per_call.push_back(per_call_ms(r.stats, m.get(r.stats)));
     }
     const Summary s = summarize(v);
     const std::string key = m.time ? std::string(m.name) + "_s" : std::string(m.name);
@@ -131,7 +126,7 @@ std::string Report::json() const {
   }
   j["summary"] = summary;
   nlohmann::json ranks_j = nlohmann::json::array();
-  for (const auto &r : per_rank) {
+  for (const auto& r : per_rank) {
     nlohmann::json x;
     x["rank"] = r.rank;
     x["node"] = r.node;
@@ -155,5 +150,5 @@ std::string Report::json() const {
   return j.dump(1);
 }
 
-} // namespace mpi
-} // namespace fkb
+}  // namespace mpi
+}  // namespace fkb

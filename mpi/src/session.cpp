@@ -38,25 +38,25 @@ bool mpi_running() {
 
 // What each rank of a group announces at the start of a node-aggregate call.
 struct Entry {
-  int64_t ncol; // columns this rank contributes (0 when its input was bad)
-  int32_t f64;  // 1: the caller's arrays are double
-  int32_t bad;  // 1: this rank's arguments were rejected (it takes part, contributes nothing)
+  int64_t ncol;  // columns this rank contributes (0 when its input was bad)
+  int32_t f64;   // 1: the caller's arrays are double
+  int32_t bad;   // 1: this rank's arguments were rejected (it takes part, contributes nothing)
 };
 
 // The control block at the start of the shared window. Every flag is the call number it belongs to (calls are
 // collective over the group, so all ranks count the same); flags only grow and are never reset.
 struct WindowHeader {
-  int64_t done;    // leader: call number whose outputs and status are in the window
-  int32_t status;  // fkb::Status of the leader's run for call `done` (0 = ok)
-  int32_t leader;  // the leader's rank in the session communicator
-  int64_t columns; // columns the leader ran
+  int64_t done;     // leader: call number whose outputs and status are in the window
+  int32_t status;   // fkb::Status of the leader's run for call `done` (0 = ok)
+  int32_t leader;   // the leader's rank in the session communicator
+  int64_t columns;  // columns the leader ran
   char message[2048 - 24];
 };
 // One cache line per rank, so ranks announcing themselves do not share lines.
 struct alignas(64) RankSlot {
-  int64_t arrive; // call number this rank has announced its Entry for
-  int64_t ready;  // call number whose columns this rank has packed
-  Entry entry[2]; // by call parity: a fast rank's next announcement never overwrites one still being read
+  int64_t arrive;  // call number this rank has announced its Entry for
+  int64_t ready;   // call number whose columns this rank has packed
+  Entry entry[2];  // by call parity: a fast rank's next announcement never overwrites one still being read
 };
 static_assert(sizeof(RankSlot) == 64, "RankSlot must fill one cache line");
 constexpr size_t kHeaderBytes = 4096;
@@ -72,7 +72,7 @@ constexpr size_t kDeviceChars = 160;
 // One rank's line, exchanged with MPI_Allgather as bytes (all ranks run the same binary).
 struct PackedRank {
   int32_t rank, node, local_rank, leader;
-  int32_t window_model; // -1 none, else MPI_WIN_MODEL
+  int32_t window_model;  // -1 none, else MPI_WIN_MODEL
   int32_t pad;
   int64_t calls, columns, batch_columns, batches;
   double pack, unpack, h2d, compute, d2h, wait, total;
@@ -87,8 +87,7 @@ int usable_cpus() {
   CPU_ZERO(&set);
   if (sched_getaffinity(0, sizeof(set), &set) == 0) {
     const int n = CPU_COUNT(&set);
-    if (n > 0)
-      return n;
+    if (n > 0) return n;
   }
 #endif
   const long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -100,30 +99,28 @@ int online_cpus() {
   return n > 0 ? static_cast<int>(n) : 1;
 }
 
-template <class S, class D> void copy_convert(const S *src, D *dst, int64_t n) {
+template <class S, class D> void copy_convert(const S* src, D* dst, int64_t n) {
   if constexpr (std::is_same<S, D>::value) {
     std::memcpy(dst, src, sizeof(S) * static_cast<size_t>(n));
   } else {
     // float -> double is exact; double -> float only ever sees values that came from float (the model
     // computes in float), so it is exact too and mixed callers stay bitwise reproducible.
-    for (int64_t i = 0; i < n; ++i)
-      dst[i] = static_cast<D>(src[i]);
+    for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<D>(src[i]);
   }
 }
 
 template <class T> struct PtrScratch {
-  std::vector<const T *> x;
-  std::vector<T *> y;
+  std::vector<const T*> x;
+  std::vector<T*> y;
 };
 
 // Agree on the outcome of a step every rank did locally: if any rank failed, every rank throws. A failing
 // rank throws its own error; the others throw the first failing rank's, naming it. Collective over comm.
-void agree(MPI_Comm comm, int rank, const char *what, Status st, const std::string &msg) {
+void agree(MPI_Comm comm, int rank, const char* what, Status st, const std::string& msg) {
   int mine = st != Status::Ok ? rank : INT_MAX;
   int first = INT_MAX;
   FKB_CHECK_MPI(MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm));
-  if (first == INT_MAX)
-    return;
+  if (first == INT_MAX) return;
   struct {
     int32_t status;
     char text[2044];
@@ -133,56 +130,55 @@ void agree(MPI_Comm comm, int rank, const char *what, Status st, const std::stri
     std::strncpy(buf.text, msg.c_str(), sizeof(buf.text) - 1);
   }
   FKB_CHECK_MPI(MPI_Bcast(&buf, static_cast<int>(sizeof(buf)), MPI_BYTE, first, comm));
-  if (st != Status::Ok)
-    throw_error(st, msg);
+  if (st != Status::Ok) throw_error(st, msg);
   throw_error(static_cast<Status>(buf.status),
               std::string(what) + " failed on rank " + std::to_string(first) + ": " + buf.text);
 }
 
-} // namespace
+}  // namespace
 
 struct Session::Impl {
-  MPI_Comm comm = MPI_COMM_NULL;       // our duplicate of the caller's communicator
-  MPI_Comm node_comm = MPI_COMM_NULL;  // ranks sharing memory with this one (MPI_COMM_TYPE_SHARED)
-  MPI_Comm group_comm = MPI_COMM_NULL; // node-aggregate: node ranks assigned the same device
+  MPI_Comm comm = MPI_COMM_NULL;        // our duplicate of the caller's communicator
+  MPI_Comm node_comm = MPI_COMM_NULL;   // ranks sharing memory with this one (MPI_COMM_TYPE_SHARED)
+  MPI_Comm group_comm = MPI_COMM_NULL;  // node-aggregate: node ranks assigned the same device
   int rank = 0, size = 1, local_rank = 0, local_size = 1, node = 0, nodes = 1;
   int group_rank = 0, group_size = 1, leader_rank = 0;
   Mode mode = Mode::PerRank;
   SessionOptions options;
   DeviceChoice choice;
-  std::string device_name; // what runs this rank's columns
+  std::string device_name;  // what runs this rank's columns
   std::string model_name;
   std::vector<int64_t> in_features, out_features;
-  std::unique_ptr<Runtime> runtime; // leaders only
+  std::unique_ptr<Runtime> runtime;  // leaders only
   bool nonfinite_error = false;
 
   SharedWindow window;
   int64_t window_cols = 0;
-  std::vector<size_t> in_off, out_off; // byte offsets of the regions in the window
-  int64_t seq = 0;                     // node-aggregate calls so far (the same on every rank of the group)
+  std::vector<size_t> in_off, out_off;  // byte offsets of the regions in the window
+  int64_t seq = 0;                      // node-aggregate calls so far (the same on every rank of the group)
   SharedWindow::Wait wait_policy = SharedWindow::Wait::Auto;
 
-  WindowHeader *header() const { return reinterpret_cast<WindowHeader *>(window.base()); }
-  RankSlot *slot(int r) const { return reinterpret_cast<RankSlot *>(window.base() + 2048) + r; }
+  WindowHeader* header() const { return reinterpret_cast<WindowHeader*>(window.base()); }
+  RankSlot* slot(int r) const { return reinterpret_cast<RankSlot*>(window.base() + 2048) + r; }
 
   RankStats stats;
   int inject_failures = 0;
-  PtrScratch<float> sf, wf, cf; // caller's pointers / window pointers / one chunk's pointers
+  PtrScratch<float> sf, wf, cf;  // caller's pointers / window pointers / one chunk's pointers
   PtrScratch<double> sd, wd, cd;
 
-  template <class T> PtrScratch<T> &scratch() {
+  template <class T> PtrScratch<T>& scratch() {
     if constexpr (std::is_same<T, float>::value)
       return sf;
     else
       return sd;
   }
-  template <class T> PtrScratch<T> &wscratch() {
+  template <class T> PtrScratch<T>& wscratch() {
     if constexpr (std::is_same<T, float>::value)
       return wf;
     else
       return wd;
   }
-  template <class T> PtrScratch<T> &cscratch() {
+  template <class T> PtrScratch<T>& cscratch() {
     if constexpr (std::is_same<T, float>::value)
       return cf;
     else
@@ -193,36 +189,33 @@ struct Session::Impl {
   bool leader() const { return mode != Mode::NodeAggregate || group_rank == 0; }
 
   ~Impl() {
-    if (!mpi_running())
-      return; // after MPI_Finalize: nothing left to free through MPI
+    if (!mpi_running()) return;  // after MPI_Finalize: nothing left to free through MPI
     try {
       window.release();
     } catch (...) {
     }
-    for (MPI_Comm *c : {&group_comm, &node_comm, &comm})
-      if (*c != MPI_COMM_NULL)
-        MPI_Comm_free(c);
+    for (MPI_Comm* c : {&group_comm, &node_comm, &comm})
+      if (*c != MPI_COMM_NULL) MPI_Comm_free(c);
   }
 
-  void init(MPI_Comm user, const std::function<Model()> &get_model, const SessionOptions &opt);
+  void init(MPI_Comm user, const std::function<Model()>& get_model, const SessionOptions& opt);
   void setup_window_layout(int64_t cols);
   void ensure_capacity(int64_t total);
-  std::vector<RankReport> gather_ranks(std::string *memory_model) const;
+  std::vector<RankReport> gather_ranks(std::string* memory_model) const;
 
   template <class T>
-  void validate(const std::vector<const T *> &x, int64_t ncol, const std::vector<T *> &y, const int64_t *ext) const;
-  template <class T> void run_runtime(const std::vector<const T *> &x, int64_t ncol, const std::vector<T *> &y);
+  void validate(const std::vector<const T*>& x, int64_t ncol, const std::vector<T*>& y, const int64_t* ext) const;
+  template <class T> void run_runtime(const std::vector<const T*>& x, int64_t ncol, const std::vector<T*>& y);
   template <class T>
-  void predict(const std::vector<const T *> &x, int64_t ncol, const std::vector<T *> &y, const int64_t *ext);
-  template <class T> void aggregate(const std::vector<const T *> &x, int64_t ncol, const std::vector<T *> &y, bool bad);
+  void predict(const std::vector<const T*>& x, int64_t ncol, const std::vector<T*>& y, const int64_t* ext);
+  template <class T> void aggregate(const std::vector<const T*>& x, int64_t ncol, const std::vector<T*>& y, bool bad);
   template <class W> void leader_run(int64_t total);
 };
 
-void Session::Impl::init(MPI_Comm user, const std::function<Model()> &get_model, const SessionOptions &opt) {
+void Session::Impl::init(MPI_Comm user, const std::function<Model()>& get_model, const SessionOptions& opt) {
   int initialized = 0;
   MPI_Initialized(&initialized);
-  if (!initialized)
-    throw_error(Status::MpiError, "fkb::mpi::Session: MPI is not initialized (call MPI_Init first)");
+  if (!initialized) throw_error(Status::MpiError, "fkb::mpi::Session: MPI is not initialized (call MPI_Init first)");
   if (user == MPI_COMM_NULL)
     throw_error(Status::InvalidArgument, "fkb::mpi::Session: the communicator is MPI_COMM_NULL");
   options = opt;
@@ -231,7 +224,7 @@ void Session::Impl::init(MPI_Comm user, const std::function<Model()> &get_model,
   FKB_CHECK_MPI(MPI_Comm_set_errhandler(comm, MPI_ERRORS_RETURN));
   FKB_CHECK_MPI(MPI_Comm_rank(comm, &rank));
   FKB_CHECK_MPI(MPI_Comm_size(comm, &size));
-  if (opt.ranks_per_node > 0) { // emulated nodes (tests): consecutive ranks, always within a real node here
+  if (opt.ranks_per_node > 0) {  // emulated nodes (tests): consecutive ranks, always within a real node here
     FKB_CHECK_MPI(MPI_Comm_split(comm, rank / opt.ranks_per_node, rank, &node_comm));
   } else {
     FKB_CHECK_MPI(MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, &node_comm));
@@ -239,7 +232,7 @@ void Session::Impl::init(MPI_Comm user, const std::function<Model()> &get_model,
   FKB_CHECK_MPI(MPI_Comm_set_errhandler(node_comm, MPI_ERRORS_RETURN));
   FKB_CHECK_MPI(MPI_Comm_rank(node_comm, &local_rank));
   FKB_CHECK_MPI(MPI_Comm_size(node_comm, &local_size));
-  { // node index: the rank of this node's first rank among all nodes' first ranks
+  {  // node index: the rank of this node's first rank among all nodes' first ranks
     MPI_Comm firsts = MPI_COMM_NULL;
     FKB_CHECK_MPI(MPI_Comm_split(comm, local_rank == 0 ? 0 : MPI_UNDEFINED, rank, &firsts));
     int nn[2] = {0, 1};
@@ -265,9 +258,8 @@ void Session::Impl::init(MPI_Comm user, const std::function<Model()> &get_model,
     if (opt.threads < 0)
       throw_error(Status::InvalidArgument, "threads must be >= 0, got " + std::to_string(opt.threads));
     std::string w = opt.wait;
-    const char *wenv = opt.use_env ? std::getenv("FKB_MPI_WAIT") : nullptr;
-    if (wenv && *wenv)
-      w = wenv;
+    const char* wenv = opt.use_env ? std::getenv("FKB_MPI_WAIT") : nullptr;
+    if (wenv && *wenv) w = wenv;
     if (w == "auto" || w.empty())
       wait_policy = SharedWindow::Wait::Auto;
     else if (w == "spin")
@@ -280,9 +272,9 @@ void Session::Impl::init(MPI_Comm user, const std::function<Model()> &get_model,
       throw_error(Status::InvalidArgument, "unknown wait policy '" + w + "'" +
                                                (wenv && *wenv ? " (from FKB_MPI_WAIT)" : "") +
                                                "; accepted values: auto, spin, yield, sleep");
-    const char *env = opt.use_env ? std::getenv("FKB_DEVICE") : nullptr;
+    const char* env = opt.use_env ? std::getenv("FKB_DEVICE") : nullptr;
     choice = assign_device(mode, opt.device, env, local_rank, cuda_device_count());
-  } catch (const Error &e) {
+  } catch (const Error& e) {
     st = e.status();
     msg = e.what();
   }
@@ -291,8 +283,7 @@ void Session::Impl::init(MPI_Comm user, const std::function<Model()> &get_model,
   if (mode == Mode::NodeAggregate) {
     // One group per device on the node (one per GPU; one for all CPU ranks), led by its lowest node rank.
     int color = 0;
-    if (choice.device.rfind("cuda:", 0) == 0)
-      color = 1 + std::atoi(choice.device.c_str() + 5);
+    if (choice.device.rfind("cuda:", 0) == 0) color = 1 + std::atoi(choice.device.c_str() + 5);
     FKB_CHECK_MPI(MPI_Comm_split(node_comm, color, local_rank, &group_comm));
     FKB_CHECK_MPI(MPI_Comm_set_errhandler(group_comm, MPI_ERRORS_RETURN));
     FKB_CHECK_MPI(MPI_Comm_rank(group_comm, &group_rank));
@@ -314,14 +305,11 @@ void Session::Impl::init(MPI_Comm user, const std::function<Model()> &get_model,
     Model model = get_model();
     model_name = model.info.path.empty() ? model.info.name : model.info.path;
     const size_t slash = model_name.find_last_of('/');
-    if (slash != std::string::npos)
-      model_name = model_name.substr(slash + 1);
+    if (slash != std::string::npos) model_name = model_name.substr(slash + 1);
     if (model.num_inputs() < 1 || model.num_outputs() < 1)
       throw_error(Status::InvalidArgument, "the model has no inputs or no outputs (was it loaded?)");
-    for (int i = 0; i < model.num_inputs(); ++i)
-      in_features.push_back(model.input_size(i));
-    for (int i = 0; i < model.num_outputs(); ++i)
-      out_features.push_back(model.output_size(i));
+    for (int i = 0; i < model.num_inputs(); ++i) in_features.push_back(model.input_size(i));
+    for (int i = 0; i < model.num_outputs(); ++i) out_features.push_back(model.output_size(i));
     if (leader()) {
       RuntimeOptions ro;
       ro.device = choice.device;
@@ -331,12 +319,11 @@ void Session::Impl::init(MPI_Comm user, const std::function<Model()> &get_model,
       // Node-aggregate: each rank checks its own columns (so the error lands on the rank that owns them).
       ro.nonfinite = mode == Mode::NodeAggregate ? "propagate" : opt.nonfinite;
       ro.reproducible = opt.reproducible;
-      ro.verbose = false; // one line from rank 0 instead of one per rank
+      ro.verbose = false;  // one line from rank 0 instead of one per rank
       try {
         runtime = std::make_unique<Runtime>(model, ro);
-      } catch (const Error &e) {
-        if (!(choice.automatic && choice.device != "cpu"))
-          throw;
+      } catch (const Error& e) {
+        if (!(choice.automatic && choice.device != "cpu")) throw;
         // "auto" and the GPU is not usable: this rank runs on the CPU (DESIGN.md "Devices").
         ro.device = "cpu";
         runtime = std::make_unique<Runtime>(model, ro);
@@ -344,13 +331,13 @@ void Session::Impl::init(MPI_Comm user, const std::function<Model()> &get_model,
       }
       device_name = runtime->device_name();
     }
-  } catch (const Error &e) {
+  } catch (const Error& e) {
     st = e.status();
     msg = e.what();
-  } catch (const std::bad_alloc &) {
+  } catch (const std::bad_alloc&) {
     st = Status::OutOfMemory;
     msg = "out of memory while loading the model";
-  } catch (const std::exception &e) {
+  } catch (const std::exception& e) {
     st = Status::Internal;
     msg = std::string("internal error: ") + e.what();
   }
@@ -360,10 +347,8 @@ void Session::Impl::init(MPI_Comm user, const std::function<Model()> &get_model,
     // The group batches columns of one model: every rank must have loaded the same shapes.
     const int64_t nin = static_cast<int64_t>(in_features.size()), nout = static_cast<int64_t>(out_features.size());
     int64_t sig[4] = {nin, nout, 0, 0};
-    for (size_t i = 0; i < in_features.size(); ++i)
-      sig[2] = sig[2] * 1000003 + in_features[i];
-    for (size_t i = 0; i < out_features.size(); ++i)
-      sig[3] = sig[3] * 1000003 + out_features[i];
+    for (size_t i = 0; i < in_features.size(); ++i) sig[2] = sig[2] * 1000003 + in_features[i];
+    for (size_t i = 0; i < out_features.size(); ++i) sig[3] = sig[3] * 1000003 + out_features[i];
     int64_t lo[4], hi[4];
     FKB_CHECK_MPI(MPI_Allreduce(sig, lo, 4, MPI_INT64_T, MPI_MIN, comm));
     FKB_CHECK_MPI(MPI_Allreduce(sig, hi, 4, MPI_INT64_T, MPI_MAX, comm));
@@ -371,18 +356,15 @@ void Session::Impl::init(MPI_Comm user, const std::function<Model()> &get_model,
       throw_error(Status::ShapeMismatch, "fkb::mpi::Session: node-aggregate mode needs the same model on every rank, "
                                          "but the ranks loaded models with different input/output sizes");
     char buf[kDeviceChars] = {0};
-    if (group_rank == 0)
-      std::strncpy(buf, device_name.c_str(), sizeof(buf) - 1);
+    if (group_rank == 0) std::strncpy(buf, device_name.c_str(), sizeof(buf) - 1);
     FKB_CHECK_MPI(MPI_Bcast(buf, static_cast<int>(sizeof(buf)), MPI_CHAR, 0, group_comm));
-    if (group_rank != 0)
-      device_name = buf;
+    if (group_rank != 0) device_name = buf;
     // "auto" waiting: when the leader computes on the CPU, the waiting ranks' cores are what it computes
     // with, so they sleep as soon as the short spin is over instead of yielding (a yielding rank is still
     // runnable and takes its share of a core from the leader's threads).
     if (wait_policy == SharedWindow::Wait::Auto && device_name.rfind("cpu", 0) == 0)
       wait_policy = SharedWindow::Wait::Sleep;
-    if (group_size > 1)
-      setup_window_layout(0);
+    if (group_size > 1) setup_window_layout(0);
   }
   scratch<float>().x.resize(in_features.size());
   scratch<float>().y.resize(out_features.size());
@@ -403,18 +385,16 @@ void Session::Impl::init(MPI_Comm user, const std::function<Model()> &get_model,
     if (rank == 0) {
       // "4 x cpu (1 thread)" per distinct device, in order of first appearance.
       std::vector<std::pair<std::string, int>> devs;
-      for (const auto &r : all) {
-        if (!r.leader)
-          continue;
-        auto it = std::find_if(devs.begin(), devs.end(), [&](const auto &d) { return d.first == r.device; });
+      for (const auto& r : all) {
+        if (!r.leader) continue;
+        auto it = std::find_if(devs.begin(), devs.end(), [&](const auto& d) { return d.first == r.device; });
         if (it == devs.end())
           devs.emplace_back(r.device, 1);
         else
           ++it->second;
       }
       std::string d;
-      for (const auto &p : devs)
-        d += (d.empty() ? "" : ", ") + std::to_string(p.second) + " x " + p.first;
+      for (const auto& p : devs) d += (d.empty() ? "" : ", ") + std::to_string(p.second) + " x " + p.first;
       std::fprintf(stderr, "fkb_mpi: %s, %d rank(s) on %d node(s), runtimes: %s (rank 0's device: %s, from %s)\n",
                    mode_name(mode), size, nodes, d.c_str(), choice.device.c_str(), choice.source.c_str());
     }
@@ -445,23 +425,22 @@ void Session::Impl::setup_window_layout(int64_t cols) {
 }
 
 void Session::Impl::ensure_capacity(int64_t total) {
-  if (total <= window_cols)
-    return;
+  if (total <= window_cols) return;
   // Every rank computes the same size from the same announced counts, so this collective needs no extra
   // agreement. Doubling keeps regrowth rare when counts creep up.
   setup_window_layout(round_up(std::max(total, 2 * window_cols), 64));
 }
 
 template <class T>
-void Session::Impl::validate(const std::vector<const T *> &x, int64_t ncol, const std::vector<T *> &y,
-                             const int64_t *ext) const {
+void Session::Impl::validate(const std::vector<const T*>& x, int64_t ncol, const std::vector<T*>& y,
+                             const int64_t* ext) const {
   const std::string who = "fkb_mpi predict (rank " + std::to_string(rank) + "): ";
   if (x.size() != in_features.size() || y.size() != out_features.size())
     throw_error(Status::InvalidArgument, who + "got " + std::to_string(x.size()) + " input and " +
                                              std::to_string(y.size()) + " output array(s); the model has " +
                                              std::to_string(in_features.size()) + " input(s) and " +
                                              std::to_string(out_features.size()) + " output(s)");
-  if (ext) { // x_features, x_ncol, y_features, y_ncol
+  if (ext) {  // x_features, x_ncol, y_features, y_ncol
     if (ext[0] != in_features[0])
       throw_error(Status::ShapeMismatch, who + "x has " + std::to_string(ext[0]) +
                                              " values per column (size(x,1)) but the model takes " +
@@ -474,17 +453,13 @@ void Session::Impl::validate(const std::vector<const T *> &x, int64_t ncol, cons
       throw_error(Status::ShapeMismatch,
                   who + "x has " + std::to_string(ext[1]) + " columns but y has " + std::to_string(ext[3]));
   }
-  if (ncol < 0)
-    throw_error(Status::InvalidArgument, who + "ncol must be >= 0, got " + std::to_string(ncol));
-  if (ncol == 0)
-    return;
+  if (ncol < 0) throw_error(Status::InvalidArgument, who + "ncol must be >= 0, got " + std::to_string(ncol));
+  if (ncol == 0) return;
   for (size_t i = 0; i < x.size(); ++i)
-    if (!x[i])
-      throw_error(Status::InvalidArgument, who + "input " + std::to_string(i) + " (x) is a null pointer");
+    if (!x[i]) throw_error(Status::InvalidArgument, who + "input " + std::to_string(i) + " (x) is a null pointer");
   for (size_t i = 0; i < y.size(); ++i)
-    if (!y[i])
-      throw_error(Status::InvalidArgument, who + "output " + std::to_string(i) + " (y) is a null pointer");
-  if (nonfinite_error && mode == Mode::NodeAggregate) { // its runtime propagates (see init)
+    if (!y[i]) throw_error(Status::InvalidArgument, who + "output " + std::to_string(i) + " (y) is a null pointer");
+  if (nonfinite_error && mode == Mode::NodeAggregate) {  // its runtime propagates (see init)
     for (size_t i = 0; i < x.size(); ++i) {
       const int64_t f = in_features[i];
       for (int64_t k = 0; k < ncol * f; ++k)
@@ -498,17 +473,15 @@ void Session::Impl::validate(const std::vector<const T *> &x, int64_t ncol, cons
 }
 
 template <class T>
-void Session::Impl::run_runtime(const std::vector<const T *> &x, int64_t ncol, const std::vector<T *> &y) {
+void Session::Impl::run_runtime(const std::vector<const T*>& x, int64_t ncol, const std::vector<T*>& y) {
   // Chunks of max_batch here rather than inside Runtime, so every chunk's phase times are counted.
-  std::vector<const T *> &xs = cscratch<T>().x;
-  std::vector<T *> &ys = cscratch<T>().y;
+  std::vector<const T*>& xs = cscratch<T>().x;
+  std::vector<T*>& ys = cscratch<T>().y;
   const int64_t mb = runtime->max_batch();
   for (int64_t done = 0; done < ncol;) {
     const int64_t chunk = std::min(mb, ncol - done);
-    for (size_t i = 0; i < x.size(); ++i)
-      xs[i] = x[i] + done * in_features[i];
-    for (size_t i = 0; i < y.size(); ++i)
-      ys[i] = y[i] + done * out_features[i];
+    for (size_t i = 0; i < x.size(); ++i) xs[i] = x[i] + done * in_features[i];
+    for (size_t i = 0; i < y.size(); ++i) ys[i] = y[i] + done * out_features[i];
     if (inject_failures > 0) {
       --inject_failures;
       throw_error(Status::Internal, "injected failure (fkb::mpi::detail::inject_leader_failures)");
@@ -527,27 +500,24 @@ void Session::Impl::run_runtime(const std::vector<const T *> &x, int64_t ncol, c
 }
 
 template <class W> void Session::Impl::leader_run(int64_t total) {
-  PtrScratch<W> &s = wscratch<W>();
-  for (size_t i = 0; i < in_features.size(); ++i)
-    s.x[i] = reinterpret_cast<const W *>(window.base() + in_off[i]);
-  for (size_t i = 0; i < out_features.size(); ++i)
-    s.y[i] = reinterpret_cast<W *>(window.base() + out_off[i]);
+  PtrScratch<W>& s = wscratch<W>();
+  for (size_t i = 0; i < in_features.size(); ++i) s.x[i] = reinterpret_cast<const W*>(window.base() + in_off[i]);
+  for (size_t i = 0; i < out_features.size(); ++i) s.y[i] = reinterpret_cast<W*>(window.base() + out_off[i]);
   run_runtime<W>(s.x, total, s.y);
 }
 
 template <class T>
-void Session::Impl::aggregate(const std::vector<const T *> &x, int64_t ncol, const std::vector<T *> &y, bool bad) {
+void Session::Impl::aggregate(const std::vector<const T*>& x, int64_t ncol, const std::vector<T*>& y, bool bad) {
   const int64_t call = ++seq;
   const int p = static_cast<int>(call & 1);
   // 1. Announce this rank's count (and whether its input was bad, and its type); wait for every rank's.
-  RankSlot *const mine = slot(group_rank);
+  RankSlot* const mine = slot(group_rank);
   mine->entry[p] = Entry{bad ? 0 : ncol, std::is_same<T, double>::value ? 1 : 0, bad ? 1 : 0};
   window.publish(&mine->arrive, call);
   stats.wait += window.wait_until(
       [&] {
         for (int r = 0; r < group_size; ++r)
-          if (SharedWindow::read_flag(&slot(r)->arrive) < call)
-            return false;
+          if (SharedWindow::read_flag(&slot(r)->arrive) < call) return false;
         return true;
       },
       wait_policy);
@@ -555,17 +525,14 @@ void Session::Impl::aggregate(const std::vector<const T *> &x, int64_t ncol, con
   bool f64 = false;
   for (int r = 0; r < group_size; ++r) {
     const Entry e = slot(r)->entry[p];
-    if (r == group_rank)
-      displ = total;
+    if (r == group_rank) displ = total;
     total += e.ncol;
-    if (e.ncol > 0 && e.f64)
-      f64 = true;
+    if (e.ncol > 0 && e.f64) f64 = true;
   }
-  if (total == 0)
-    return; // every rank read the same counts: all skip the batch together
+  if (total == 0) return;  // every rank read the same counts: all skip the batch together
   if (total > window_cols) {
     auto t = Clock::now();
-    ensure_capacity(total); // collective; the new control block starts at 0, below `call`
+    ensure_capacity(total);  // collective; the new control block starts at 0, below `call`
     stats.wait += since(t);
   }
 
@@ -574,27 +541,26 @@ void Session::Impl::aggregate(const std::vector<const T *> &x, int64_t ncol, con
   const size_t wsize = f64 ? sizeof(double) : sizeof(float);
   if (ncol > 0 && !bad) {
     for (size_t i = 0; i < x.size(); ++i) {
-      char *dst = window.base() + in_off[i] + static_cast<size_t>(displ * in_features[i]) * wsize;
+      char* dst = window.base() + in_off[i] + static_cast<size_t>(displ * in_features[i]) * wsize;
       if (f64)
-        copy_convert(x[i], reinterpret_cast<double *>(dst), ncol * in_features[i]);
+        copy_convert(x[i], reinterpret_cast<double*>(dst), ncol * in_features[i]);
       else
-        copy_convert(x[i], reinterpret_cast<float *>(dst), ncol * in_features[i]);
+        copy_convert(x[i], reinterpret_cast<float*>(dst), ncol * in_features[i]);
     }
   }
   stats.pack += since(t);
-  window.publish(&slot(group_rank)->ready, call); // not `mine`: the window may have been reallocated
+  window.publish(&slot(group_rank)->ready, call);  // not `mine`: the window may have been reallocated
 
   // 3. The leader waits for every rank's columns, runs the group's batch, and publishes its verdict.
-  WindowHeader *h = header();
+  WindowHeader* h = header();
   if (group_rank == 0) {
     stats.wait += window.wait_until(
         [&] {
           for (int r = 1; r < group_size; ++r)
-            if (SharedWindow::read_flag(&slot(r)->ready) < call)
-              return false;
+            if (SharedWindow::read_flag(&slot(r)->ready) < call) return false;
           return true;
         },
-        SharedWindow::Wait::Yield); // the packers are quick: no sleeping here
+        SharedWindow::Wait::Yield);  // the packers are quick: no sleeping here
     Status st = Status::Ok;
     std::string msg;
     try {
@@ -602,13 +568,13 @@ void Session::Impl::aggregate(const std::vector<const T *> &x, int64_t ncol, con
         leader_run<double>(total);
       else
         leader_run<float>(total);
-    } catch (const Error &e) {
+    } catch (const Error& e) {
       st = e.status();
       msg = e.what();
-    } catch (const std::bad_alloc &) {
+    } catch (const std::bad_alloc&) {
       st = Status::OutOfMemory;
       msg = "out of memory";
-    } catch (const std::exception &e) {
+    } catch (const std::exception& e) {
       st = Status::Internal;
       msg = std::string("internal error: ") + e.what();
     }
@@ -624,8 +590,7 @@ void Session::Impl::aggregate(const std::vector<const T *> &x, int64_t ncol, con
 
   // 4. Everyone reads the verdict, then its own outputs.
   const int32_t status = h->status;
-  if (bad)
-    return; // the caller throws this rank's own error
+  if (bad) return;  // the caller throws this rank's own error
   if (status != 0)
     throw_error(static_cast<Status>(status),
                 "fkb_mpi predict (rank " + std::to_string(rank) + "): node-aggregate: the group leader (rank " +
@@ -633,18 +598,18 @@ void Session::Impl::aggregate(const std::vector<const T *> &x, int64_t ncol, con
                     std::to_string(h->columns) + " columns: " + std::string(h->message));
   t = Clock::now();
   for (size_t i = 0; i < y.size() && ncol > 0; ++i) {
-    const char *src = window.base() + out_off[i] + static_cast<size_t>(displ * out_features[i]) * wsize;
+    const char* src = window.base() + out_off[i] + static_cast<size_t>(displ * out_features[i]) * wsize;
     if (f64)
-      copy_convert(reinterpret_cast<const double *>(src), y[i], ncol * out_features[i]);
+      copy_convert(reinterpret_cast<const double*>(src), y[i], ncol * out_features[i]);
     else
-      copy_convert(reinterpret_cast<const float *>(src), y[i], ncol * out_features[i]);
+      copy_convert(reinterpret_cast<const float*>(src), y[i], ncol * out_features[i]);
   }
   stats.unpack += since(t);
 }
 
 template <class T>
-void Session::Impl::predict(const std::vector<const T *> &x, int64_t ncol, const std::vector<T *> &y,
-                            const int64_t *ext) {
+void Session::Impl::predict(const std::vector<const T*>& x, int64_t ncol, const std::vector<T*>& y,
+                            const int64_t* ext) {
   const auto t0 = Clock::now();
   ++stats.calls;
   // Local checks before any communication: a bad rank must neither hang nor poison the others.
@@ -652,7 +617,7 @@ void Session::Impl::predict(const std::vector<const T *> &x, int64_t ncol, const
   Error local_error(Status::Ok, "");
   try {
     validate(x, ncol, y, ext);
-  } catch (const Error &e) {
+  } catch (const Error& e) {
     bad = true;
     local_error = e;
   }
@@ -662,8 +627,7 @@ void Session::Impl::predict(const std::vector<const T *> &x, int64_t ncol, const
       throw local_error;
     }
     try {
-      if (ncol > 0)
-        run_runtime<T>(x, ncol, y);
+      if (ncol > 0) run_runtime<T>(x, ncol, y);
     } catch (...) {
       stats.total += since(t0);
       throw;
@@ -684,7 +648,7 @@ void Session::Impl::predict(const std::vector<const T *> &x, int64_t ncol, const
   stats.total += since(t0);
 }
 
-std::vector<RankReport> Session::Impl::gather_ranks(std::string *memory_model) const {
+std::vector<RankReport> Session::Impl::gather_ranks(std::string* memory_model) const {
   PackedRank me{};
   me.rank = rank;
   me.node = node;
@@ -709,7 +673,7 @@ std::vector<RankReport> Session::Impl::gather_ranks(std::string *memory_model) c
                               static_cast<int>(sizeof(PackedRank)), MPI_BYTE, comm));
   std::vector<RankReport> out;
   int worst = 0;
-  for (const PackedRank &p : all) {
+  for (const PackedRank& p : all) {
     RankReport r;
     r.rank = p.rank;
     r.node = p.node;
@@ -730,15 +694,14 @@ std::vector<RankReport> Session::Impl::gather_ranks(std::string *memory_model) c
     out.push_back(r);
     worst = std::max(worst, static_cast<int>(p.window_model));
   }
-  if (memory_model)
-    *memory_model = worst == 0 ? "" : worst == 1 ? "unified" : worst == 2 ? "separate" : "unknown";
+  if (memory_model) *memory_model = worst == 0 ? "" : worst == 1 ? "unified" : worst == 2 ? "separate" : "unknown";
   return out;
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // Session
 
-Session::Session(MPI_Comm comm, const std::string &path, const SessionOptions &options)
+Session::Session(MPI_Comm comm, const std::string& path, const SessionOptions& options)
     : impl_(std::make_unique<Impl>()) {
   impl_->init(
       comm,
@@ -750,17 +713,17 @@ Session::Session(MPI_Comm comm, const std::string &path, const SessionOptions &o
       options);
 }
 
-Session::Session(MPI_Comm comm, const Model &model, const SessionOptions &options) : impl_(std::make_unique<Impl>()) {
+Session::Session(MPI_Comm comm, const Model& model, const SessionOptions& options) : impl_(std::make_unique<Impl>()) {
   impl_->init(
       comm, [&] { return model; }, options);
 }
 
 Session::~Session() = default;
-Session::Session(Session &&) noexcept = default;
-Session &Session::operator=(Session &&) noexcept = default;
+Session::Session(Session&&) noexcept = default;
+Session& Session::operator=(Session&&) noexcept = default;
 
-void Session::predict(const float *x, int64_t ncol, float *y) {
-  auto &s = impl_->scratch<float>();
+void Session::predict(const float* x, int64_t ncol, float* y) {
+  auto& s = impl_->scratch<float>();
   if (s.x.size() != 1 || s.y.size() != 1)
     throw_error(Status::InvalidArgument, "this predict() overload takes one input and one output array, but the model "
                                          "has " +
@@ -771,8 +734,8 @@ void Session::predict(const float *x, int64_t ncol, float *y) {
   impl_->predict<float>(s.x, ncol, s.y, nullptr);
 }
 
-void Session::predict(const double *x, int64_t ncol, double *y) {
-  auto &s = impl_->scratch<double>();
+void Session::predict(const double* x, int64_t ncol, double* y) {
+  auto& s = impl_->scratch<double>();
   if (s.x.size() != 1 || s.y.size() != 1)
     throw_error(Status::InvalidArgument, "this predict() overload takes one input and one output array, but the model "
                                          "has " +
@@ -783,22 +746,22 @@ void Session::predict(const double *x, int64_t ncol, double *y) {
   impl_->predict<double>(s.x, ncol, s.y, nullptr);
 }
 
-void Session::predict(const std::vector<const float *> &x, int64_t ncol, const std::vector<float *> &y) {
+void Session::predict(const std::vector<const float*>& x, int64_t ncol, const std::vector<float*>& y) {
   impl_->predict<float>(x, ncol, y, nullptr);
 }
 
-void Session::predict(const std::vector<const double *> &x, int64_t ncol, const std::vector<double *> &y) {
+void Session::predict(const std::vector<const double*>& x, int64_t ncol, const std::vector<double*>& y) {
   impl_->predict<double>(x, ncol, y, nullptr);
 }
 
-void Session::predict_checked(const float *x, int64_t x_features, int64_t x_ncol, float *y, int64_t y_features,
+void Session::predict_checked(const float* x, int64_t x_features, int64_t x_ncol, float* y, int64_t y_features,
                               int64_t y_ncol) {
-  auto &s = impl_->scratch<float>();
+  auto& s = impl_->scratch<float>();
   const int64_t ext[4] = {x_features, x_ncol, y_features, y_ncol};
   if (s.x.size() != 1 || s.y.size() != 1) {
-    std::vector<const float *> xs(1, x);
-    std::vector<float *> ys(1, y);
-    impl_->predict<float>(xs, x_ncol, ys, nullptr); // rejected locally (arity), still takes part
+    std::vector<const float*> xs(1, x);
+    std::vector<float*> ys(1, y);
+    impl_->predict<float>(xs, x_ncol, ys, nullptr);  // rejected locally (arity), still takes part
     return;
   }
   s.x[0] = x;
@@ -806,14 +769,14 @@ void Session::predict_checked(const float *x, int64_t x_features, int64_t x_ncol
   impl_->predict<float>(s.x, x_ncol, s.y, ext);
 }
 
-void Session::predict_checked(const double *x, int64_t x_features, int64_t x_ncol, double *y, int64_t y_features,
+void Session::predict_checked(const double* x, int64_t x_features, int64_t x_ncol, double* y, int64_t y_features,
                               int64_t y_ncol) {
-  auto &s = impl_->scratch<double>();
+  auto& s = impl_->scratch<double>();
   const int64_t ext[4] = {x_features, x_ncol, y_features, y_ncol};
   if (s.x.size() != 1 || s.y.size() != 1) {
-    std::vector<const double *> xs(1, x);
-    std::vector<double *> ys(1, y);
-    impl_->predict<double>(xs, x_ncol, ys, nullptr); // rejected locally (arity), still takes part
+    std::vector<const double*> xs(1, x);
+    std::vector<double*> ys(1, y);
+    impl_->predict<double>(xs, x_ncol, ys, nullptr);  // rejected locally (arity), still takes part
     return;
   }
   s.x[0] = x;
@@ -837,7 +800,7 @@ int64_t Session::num_outputs() const { return static_cast<int64_t>(impl_->out_fe
 int64_t Session::n_inputs(int i) const { return impl_->in_features.at(static_cast<size_t>(i)); }
 int64_t Session::n_outputs(int i) const { return impl_->out_features.at(static_cast<size_t>(i)); }
 int64_t Session::window_columns() const { return impl_->window_cols; }
-const RankStats &Session::stats() const { return impl_->stats; }
+const RankStats& Session::stats() const { return impl_->stats; }
 void Session::reset_stats() { impl_->stats = RankStats{}; }
 
 Report Session::report() const {
@@ -850,11 +813,11 @@ Report Session::report() const {
   r.nodes = impl_->nodes;
   r.per_rank = impl_->gather_ranks(&r.memory_model);
   r.groups = static_cast<int>(
-      std::count_if(r.per_rank.begin(), r.per_rank.end(), [](const RankReport &x) { return x.leader; }));
+      std::count_if(r.per_rank.begin(), r.per_rank.end(), [](const RankReport& x) { return x.leader; }));
   return r;
 }
 
-void Session::print_report(std::FILE *out) const {
+void Session::print_report(std::FILE* out) const {
   const Report r = report();
   if (impl_->rank == 0) {
     const std::string t = r.text();
@@ -863,12 +826,12 @@ void Session::print_report(std::FILE *out) const {
   }
 }
 
-void Session::write_report_json(const std::string &path) const {
+void Session::write_report_json(const std::string& path) const {
   const Report r = report();
   Status st = Status::Ok;
   std::string msg;
   if (impl_->rank == 0) {
-    std::FILE *f = std::fopen(path.c_str(), "w");
+    std::FILE* f = std::fopen(path.c_str(), "w");
     const std::string j = r.json();
     if (!f || std::fwrite(j.data(), 1, j.size(), f) != j.size() || std::fputc('\n', f) == EOF) {
       st = Status::FileError;
@@ -883,11 +846,11 @@ void Session::write_report_json(const std::string &path) const {
 }
 
 namespace detail {
-void inject_leader_failures(Session &s, int n) {
+void inject_leader_failures(Session& s, int n) {
   // Only ranks that run a runtime fail; the others learn of it through the window's status word.
   s.impl_->inject_failures = n;
 }
-} // namespace detail
+}  // namespace detail
 
-} // namespace mpi
-} // namespace fkb
+}  // namespace mpi
+}  // namespace fkb

@@ -12,11 +12,10 @@ bool mpi_running() {
   MPI_Finalized(&finalized);
   return initialized && !finalized;
 }
-} // namespace
+}  // namespace
 
 SharedWindow::~SharedWindow() {
-  if (win_ == MPI_WIN_NULL)
-    return;
+  if (win_ == MPI_WIN_NULL) return;
   if (mpi_running()) {
     MPI_Win_unlock_all(win_);
     MPI_Win_free(&win_);
@@ -27,8 +26,7 @@ SharedWindow::~SharedWindow() {
 }
 
 void SharedWindow::release() {
-  if (win_ == MPI_WIN_NULL)
-    return;
+  if (win_ == MPI_WIN_NULL) return;
   FKB_CHECK_MPI(MPI_Win_unlock_all(win_));
   FKB_CHECK_MPI(MPI_Win_free(&win_));
   win_ = MPI_WIN_NULL;
@@ -46,7 +44,7 @@ void SharedWindow::allocate(MPI_Comm group, size_t bytes) {
   MPI_Info info;
   FKB_CHECK_MPI(MPI_Info_create(&info));
   MPI_Info_set(info, "alloc_shared_noncontig", "true");
-  void *mine = nullptr;
+  void* mine = nullptr;
   const MPI_Aint size = grank == 0 ? static_cast<MPI_Aint>(bytes) : 0;
   const int rc = MPI_Win_allocate_shared(size, 1, info, group, &mine, &win_);
   MPI_Info_free(&info);
@@ -57,11 +55,11 @@ void SharedWindow::allocate(MPI_Comm group, size_t bytes) {
   FKB_CHECK_MPI(MPI_Win_set_errhandler(win_, MPI_ERRORS_RETURN));
   MPI_Aint qsize = 0;
   int disp = 0;
-  void *leader_base = nullptr;
+  void* leader_base = nullptr;
   FKB_CHECK_MPI(MPI_Win_shared_query(win_, 0, &qsize, &disp, &leader_base));
-  base_ = static_cast<char *>(leader_base);
+  base_ = static_cast<char*>(leader_base);
   bytes_ = static_cast<size_t>(qsize);
-  int *model = nullptr;
+  int* model = nullptr;
   int flag = 0;
   FKB_CHECK_MPI(MPI_Win_get_attr(win_, MPI_WIN_MODEL, &model, &flag));
   model_ = (flag && model) ? *model : -1;
@@ -69,12 +67,9 @@ void SharedWindow::allocate(MPI_Comm group, size_t bytes) {
 }
 
 std::string SharedWindow::memory_model() const {
-  if (win_ == MPI_WIN_NULL)
-    return "";
-  if (model_ == MPI_WIN_UNIFIED)
-    return "unified";
-  if (model_ == MPI_WIN_SEPARATE)
-    return "separate";
+  if (win_ == MPI_WIN_NULL) return "";
+  if (model_ == MPI_WIN_UNIFIED) return "unified";
+  if (model_ == MPI_WIN_SEPARATE) return "separate";
   return "unknown";
 }
 
@@ -84,5 +79,5 @@ void SharedWindow::handover(MPI_Comm group) {
   FKB_CHECK_MPI(MPI_Win_sync(win_));
 }
 
-} // namespace mpi
-} // namespace fkb
+}  // namespace mpi
+}  // namespace fkb

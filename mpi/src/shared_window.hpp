@@ -32,9 +32,9 @@ namespace mpi {
 class SharedWindow {
 public:
   SharedWindow() = default;
-  ~SharedWindow(); // releases the window if MPI is still running (collective then), else only forgets it
-  SharedWindow(const SharedWindow &) = delete;
-  SharedWindow &operator=(const SharedWindow &) = delete;
+  ~SharedWindow();  // releases the window if MPI is still running (collective then), else only forgets it
+  SharedWindow(const SharedWindow&) = delete;
+  SharedWindow& operator=(const SharedWindow&) = delete;
 
   /// Free the current window (if any) and allocate a new one of `bytes`, owned by rank 0 of `group`.
   /// Collective over `group`; every rank passes the same `bytes`.
@@ -42,7 +42,7 @@ public:
   /// Collective over the group the window was allocated on.
   void release();
 
-  char *base() const { return base_; }
+  char* base() const { return base_; }
   size_t bytes() const { return bytes_; }
   bool allocated() const { return win_ != MPI_WIN_NULL; }
   /// "unified" or "separate" (MPI_WIN_MODEL), "" when no window is allocated.
@@ -53,12 +53,12 @@ public:
   void handover(MPI_Comm group);
 
   /// Make this rank's earlier stores visible, then set *flag = value (release).
-  void publish(int64_t *flag, int64_t value) {
+  void publish(int64_t* flag, int64_t value) {
     MPI_Win_sync(win_);
     __atomic_store_n(flag, value, __ATOMIC_RELEASE);
     MPI_Win_sync(win_);
   }
-  static int64_t read_flag(const int64_t *flag) { return __atomic_load_n(flag, __ATOMIC_ACQUIRE); }
+  static int64_t read_flag(const int64_t* flag) { return __atomic_load_n(flag, __ATOMIC_ACQUIRE); }
 
   enum class Wait { Auto, Spin, Yield, Sleep };
   /// Poll until done() is true (done() reads flags with read_flag); afterwards the stores published before
@@ -68,8 +68,7 @@ public:
     const auto t0 = Clock::now();
     for (;;) {
       MPI_Win_sync(win_);
-      if (done())
-        break;
+      if (done()) break;
       const double waited = std::chrono::duration<double>(Clock::now() - t0).count();
       if (policy == Wait::Spin || waited < 20e-6) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -87,10 +86,10 @@ public:
 
 private:
   MPI_Win win_ = MPI_WIN_NULL;
-  char *base_ = nullptr;
+  char* base_ = nullptr;
   size_t bytes_ = 0;
   int model_ = -1;
 };
 
-} // namespace mpi
-} // namespace fkb
+}  // namespace mpi
+}  // namespace fkb

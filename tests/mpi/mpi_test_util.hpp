@@ -39,10 +39,9 @@ inline std::vector<int64_t> uneven_split(int64_t n, int size) {
   return c;
 }
 
-inline std::vector<int64_t> offsets(const std::vector<int64_t> &counts) {
+inline std::vector<int64_t> offsets(const std::vector<int64_t>& counts) {
   std::vector<int64_t> d(counts.size() + 1, 0);
-  for (size_t i = 0; i < counts.size(); ++i)
-    d[i + 1] = d[i] + counts[i];
+  for (size_t i = 0; i < counts.size(); ++i) d[i + 1] = d[i] + counts[i];
   return d;
 }
 
@@ -51,14 +50,13 @@ inline std::vector<float> random_batch(int64_t ncol, int64_t features, uint32_t 
   std::mt19937 g(seed);
   std::normal_distribution<float> d(0.0f, 1.0f);
   std::vector<float> v(static_cast<size_t>(ncol * features));
-  for (auto &x : v)
-    x = d(g);
+  for (auto& x : v) x = d(g);
   return v;
 }
 
 /// The single-process output: a CPU runtime with one thread (as the sessions under test use) on `ncol`
 /// columns starting at x.
-inline std::vector<float> reference(const Model &m, const float *x, int64_t ncol, int64_t max_batch = 4096) {
+inline std::vector<float> reference(const Model& m, const float* x, int64_t ncol, int64_t max_batch = 4096) {
   RuntimeOptions o;
   o.device = "cpu";
   o.threads = 1;
@@ -66,24 +64,22 @@ inline std::vector<float> reference(const Model &m, const float *x, int64_t ncol
   o.max_batch = max_batch;
   Runtime rt(m, o);
   std::vector<float> y(static_cast<size_t>(std::max<int64_t>(ncol, 0) * rt.n_outputs()));
-  if (ncol > 0)
-    rt.predict(x, ncol, y.data());
+  if (ncol > 0) rt.predict(x, ncol, y.data());
   return y;
 }
 
-inline bool bitwise_equal(const float *a, const float *b, int64_t n) {
+inline bool bitwise_equal(const float* a, const float* b, int64_t n) {
   return n <= 0 || std::memcmp(a, b, sizeof(float) * static_cast<size_t>(n)) == 0;
 }
 
-inline bool bitwise_equal(const double *a, const float *b, int64_t n) {
+inline bool bitwise_equal(const double* a, const float* b, int64_t n) {
   for (int64_t i = 0; i < n; ++i)
-    if (a[i] != static_cast<double>(b[i]) && !(a[i] != a[i] && b[i] != b[i]))
-      return false;
+    if (a[i] != static_cast<double>(b[i]) && !(a[i] != a[i] && b[i] != b[i])) return false;
   return true;
 }
 
 /// Options every test session starts from: one thread (deterministic), no FKB_DEVICE, quiet.
-inline fkb::mpi::SessionOptions test_options(const std::string &mode, int64_t max_batch = 4096) {
+inline fkb::mpi::SessionOptions test_options(const std::string& mode, int64_t max_batch = 4096) {
   fkb::mpi::SessionOptions o;
   o.mode = mode;
   o.threads = 1;
@@ -100,4 +96,4 @@ inline bool all_ranks(bool ok) {
   return all == 1;
 }
 
-} // namespace fkb::test::mpi
+}  // namespace fkb::test::mpi

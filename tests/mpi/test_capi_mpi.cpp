@@ -16,7 +16,7 @@ using namespace fkb::test::mpi;
 
 namespace {
 
-fkb_mpi_t load(const char *mode, const char *path = nullptr) {
+fkb_mpi_t load(const char* mode, const char* path = nullptr) {
   fkb_mpi_options o;
   EXPECT_EQ(fkb_mpi_options_init(&o), FKB_OK);
   o.mode = mode;
@@ -33,7 +33,7 @@ fkb_mpi_t load(const char *mode, const char *path = nullptr) {
 TEST(CApiMpi, PredictBothTypesInEveryMode) {
   const int rank = world_rank(), size = world_size();
   const fkb::Model model = fkb::Model::load(fkb::test::fixture_path("k3_cbrain.keras"));
-  for (const char *mode : {"per-rank", "node-aggregate", "cpu"}) {
+  for (const char* mode : {"per-rank", "node-aggregate", "cpu"}) {
     SCOPED_TRACE(mode);
     fkb_mpi_t s = load(mode);
     int64_t nin = 0, nout = 0;
@@ -48,7 +48,7 @@ TEST(CApiMpi, PredictBothTypesInEveryMode) {
     const bool agg = std::string(mode) == "node-aggregate";
     const auto full =
         reference(model, gx.data() + (agg ? 0 : d[static_cast<size_t>(rank)] * nin), agg ? d.back() : mine);
-    const float *expect = full.data() + (agg ? d[static_cast<size_t>(rank)] * nout : 0);
+    const float* expect = full.data() + (agg ? d[static_cast<size_t>(rank)] * nout : 0);
     std::vector<float> y(static_cast<size_t>(mine * nout));
     EXPECT_EQ(fkb_mpi_predict_f32(s, gx.data() + d[static_cast<size_t>(rank)] * nin, mine, y.data()), FKB_OK)
         << fkb_mpi_last_error();
@@ -86,14 +86,14 @@ TEST(CApiMpi, PredictBothTypesInEveryMode) {
     EXPECT_EQ(st2.calls, 3);
     EXPECT_EQ(st2.columns, rank == bad ? 2 * mine : 3 * mine);
 
-    char *json = nullptr;
+    char* json = nullptr;
     EXPECT_EQ(fkb_mpi_report_json(s, &json), FKB_OK) << fkb_mpi_last_error();
     ASSERT_NE(json, nullptr);
     const auto j = nlohmann::json::parse(json);
     EXPECT_EQ(j["mode"], mode);
     EXPECT_EQ(j["per_rank"].size(), static_cast<size_t>(size));
     fkb_mpi_free_string(json);
-    char *text = nullptr;
+    char* text = nullptr;
     EXPECT_EQ(fkb_mpi_report_text(s, &text), FKB_OK);
     ASSERT_NE(text, nullptr);
     EXPECT_NE(std::string(text).find("median"), std::string::npos);
@@ -124,4 +124,4 @@ TEST(CApiMpi, ErrorsAreCodesWithMessages) {
   EXPECT_EQ(fkb_mpi_free(s), FKB_OK);
 }
 
-} // namespace
+}  // namespace

@@ -27,13 +27,13 @@ TEST(DeviceAssign, AutoWithoutGpuIsCpu) {
 TEST(DeviceAssign, EnvironmentOverridesOption) {
   EXPECT_EQ(assign_device(Mode::PerRank, "cuda:1", "cpu", 0, 2).device, "cpu");
   EXPECT_EQ(assign_device(Mode::PerRank, "cpu", "cuda:1", 0, 2).device, "cuda:1");
-  EXPECT_EQ(assign_device(Mode::PerRank, "cpu", "", 0, 2).device, "cpu"); // empty = unset
+  EXPECT_EQ(assign_device(Mode::PerRank, "cpu", "", 0, 2).device, "cpu");  // empty = unset
   EXPECT_EQ(assign_device(Mode::PerRank, "cpu", "  ", 0, 2).device, "cpu");
   EXPECT_NE(assign_device(Mode::PerRank, "cpu", "cuda", 1, 2).source.find("FKB_DEVICE"), std::string::npos);
 }
 
 TEST(DeviceAssign, ListsAreIndexedByLocalRank) {
-  const char *list = "cuda:0, cuda:0 ,cuda:1,cpu";
+  const char* list = "cuda:0, cuda:0 ,cuda:1,cpu";
   EXPECT_EQ(assign_device(Mode::PerRank, "", list, 0, 2).device, "cuda:0");
   EXPECT_EQ(assign_device(Mode::PerRank, "", list, 1, 2).device, "cuda:0");
   EXPECT_EQ(assign_device(Mode::PerRank, "", list, 2, 2).device, "cuda:1");
@@ -49,22 +49,22 @@ TEST(DeviceAssign, ExplicitCudaNeedsAGpu) {
   try {
     assign_device(Mode::PerRank, "cuda", nullptr, 0, 0);
     ADD_FAILURE() << "cuda accepted without a GPU";
-  } catch (const Error &e) {
+  } catch (const Error& e) {
     EXPECT_EQ(e.status(), Status::CudaError);
   }
-  EXPECT_EQ(assign_device(Mode::PerRank, "CUDA:3", nullptr, 0, 0).device, "cuda:3"); // the runtime checks it
+  EXPECT_EQ(assign_device(Mode::PerRank, "CUDA:3", nullptr, 0, 0).device, "cuda:3");  // the runtime checks it
 }
 
 TEST(DeviceAssign, ModeCpuWins) { EXPECT_EQ(assign_device(Mode::Cpu, "cuda:0", "cuda:1", 0, 8).device, "cpu"); }
 
 TEST(DeviceAssign, BadValuesAreInvalidArguments) {
-  for (const char *bad : {"tpu", "cuda:", "cuda:-1", "cuda:x", "gpu0", ",", "cpu,,cpu"}) {
+  for (const char* bad : {"tpu", "cuda:", "cuda:-1", "cuda:x", "gpu0", ",", "cpu,,cpu"}) {
     SCOPED_TRACE(bad);
     bool threw = false;
     for (int lr = 0; lr < 3; ++lr) {
       try {
         assign_device(Mode::PerRank, bad, nullptr, lr, 1);
-      } catch (const Error &e) {
+      } catch (const Error& e) {
         EXPECT_EQ(e.status(), Status::InvalidArgument) << e.what();
         threw = true;
       }

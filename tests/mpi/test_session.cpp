@@ -30,14 +30,14 @@ using namespace fkb::test::mpi;
 
 namespace {
 
-const char *kModes[] = {"per-rank", "node-aggregate", "cpu"};
+const char* kModes[] = {"per-rank", "node-aggregate", "cpu"};
 
-bool aggregate(const std::string &mode) { return mode == "node-aggregate"; }
+bool aggregate(const std::string& mode) { return mode == "node-aggregate"; }
 
 // The expected output of this rank's columns: see the file comment. `counts` are the columns each rank
 // actually contributes (0 for a rank whose input is rejected).
-std::vector<float> expected_for_rank(const std::string &mode, const Model &m, const std::vector<float> &global_x,
-                                     const std::vector<int64_t> &counts, int rank, int64_t max_batch) {
+std::vector<float> expected_for_rank(const std::string& mode, const Model& m, const std::vector<float>& global_x,
+                                     const std::vector<int64_t>& counts, int rank, int64_t max_batch) {
   const int64_t nin = m.input_size(0), nout = m.output_size(0);
   const auto d = offsets(counts);
   if (aggregate(mode)) {
@@ -58,7 +58,7 @@ std::vector<float> expected_for_rank(const std::string &mode, const Model &m, co
                    max_batch);
 }
 
-double rel_error(const std::vector<float> &got, const float *ref, int64_t n, double refmax) {
+double rel_error(const std::vector<float>& got, const float* ref, int64_t n, double refmax) {
   double e = 0;
   for (int64_t i = 0; i < n; ++i) {
     const double d = std::fabs(static_cast<double>(got[static_cast<size_t>(i)]) - ref[i]);
@@ -67,7 +67,7 @@ double rel_error(const std::vector<float> &got, const float *ref, int64_t n, dou
   return refmax > 0 ? e / refmax : e;
 }
 
-class ModeTest : public ::testing::TestWithParam<const char *> {};
+class ModeTest : public ::testing::TestWithParam<const char*> {};
 
 // ---------------------------------------------------------------------------------------------------------------
 // Keras fixtures: 37 columns split unevenly over the ranks.
@@ -78,11 +78,10 @@ TEST_P(ModeTest, KerasFixturesBitwiseAndWithinContract) {
   for (const std::string name : {"k3_cbrain_keras", "tk_climsim_h5", "k3_conv1d_keras", "k3_dense_chain_keras",
                                  "tk_odd_sizes_h5", "k3_batchnorm_keras"}) {
     SCOPED_TRACE(name + " mode " + mode);
-    const nlohmann::json *fx = nullptr;
-    for (const auto &f : fkb::test::manifest()["fixtures"])
-      if (f["name"] == name)
-        fx = &f;
-    ASSERT_NE(fx, nullptr); // same on every rank: no rank is left in a collective
+    const nlohmann::json* fx = nullptr;
+    for (const auto& f : fkb::test::manifest()["fixtures"])
+      if (f["name"] == name) fx = &f;
+    ASSERT_NE(fx, nullptr);  // same on every rank: no rank is left in a collective
     const std::string path = fkb::test::fixture_path((*fx)["file"].get<std::string>());
     const auto xin = fkb::test::read_dataset(fkb::test::fixture_path((*fx)["data"].get<std::string>()), "input_0");
     const auto yref = fkb::test::read_dataset(fkb::test::fixture_path((*fx)["data"].get<std::string>()), "output_0");
@@ -93,8 +92,7 @@ TEST_P(ModeTest, KerasFixturesBitwiseAndWithinContract) {
     const auto d = offsets(counts);
     const int64_t mine = counts[static_cast<size_t>(rank)];
     double refmax = 0;
-    for (float v : yref.values)
-      refmax = std::max(refmax, static_cast<double>(std::fabs(v)));
+    for (float v : yref.values) refmax = std::max(refmax, static_cast<double>(std::fabs(v)));
 
     Session s(MPI_COMM_WORLD, path, test_options(mode));
     const std::vector<float> expect = expected_for_rank(mode, model, xin.values, counts, rank, 4096);
@@ -124,7 +122,7 @@ TEST_P(ModeTest, ChangingCountsBitwise) {
   const std::string path = fkb::test::fixture_path("k3_cbrain.keras");
   const Model model = Model::load(path);
   const int64_t nin = model.input_size(0), nout = model.output_size(0);
-  const int64_t max_batch = 64; // forces the leader to chunk the bigger batches
+  const int64_t max_batch = 64;  // forces the leader to chunk the bigger batches
   Session s(MPI_COMM_WORLD, path, test_options(mode, max_batch));
 
   // Per call: a rule giving each rank's count (rank, size) -> ncol.
@@ -132,28 +130,27 @@ TEST_P(ModeTest, ChangingCountsBitwise) {
     std::vector<std::vector<int64_t>> p;
     auto make = [&](auto f) {
       std::vector<int64_t> c;
-      for (int r = 0; r < size; ++r)
-        c.push_back(f(r));
+      for (int r = 0; r < size; ++r) c.push_back(f(r));
       p.push_back(c);
     };
-    make([](int r) { return int64_t(3 + 5 * r); });              // small, uneven
-    make([](int r) { return int64_t(r % 2 ? 0 : 11); });         // zeros on odd ranks
-    make([](int r) { return int64_t(40 + 17 * r); });            // the window grows
-    make([](int) { return int64_t(0); });                        // nobody has columns
-    make([](int r) { return int64_t(r == 0 ? 150 : 1); });       // one rank above max_batch
-    make([&](int r) { return int64_t(r == size - 1 ? 0 : 2); }); // last rank empty
-    make([](int r) { return int64_t(7 + r); });                  // smaller again: no regrowth
+    make([](int r) { return int64_t(3 + 5 * r); });               // small, uneven
+    make([](int r) { return int64_t(r % 2 ? 0 : 11); });          // zeros on odd ranks
+    make([](int r) { return int64_t(40 + 17 * r); });             // the window grows
+    make([](int) { return int64_t(0); });                         // nobody has columns
+    make([](int r) { return int64_t(r == 0 ? 150 : 1); });        // one rank above max_batch
+    make([&](int r) { return int64_t(r == size - 1 ? 0 : 2); });  // last rank empty
+    make([](int r) { return int64_t(7 + r); });                   // smaller again: no regrowth
     return p;
   }();
   int64_t prev_window = s.window_columns();
   for (size_t call = 0; call < plans.size(); ++call) {
     SCOPED_TRACE("call " + std::to_string(call) + " mode " + mode);
-    const auto &counts = plans[call];
+    const auto& counts = plans[call];
     const auto d = offsets(counts);
     const int64_t total = d.back(), mine = counts[static_cast<size_t>(rank)];
     const auto gx = random_batch(total, nin, 1000u + static_cast<uint32_t>(call));
     const auto expect = expected_for_rank(mode, model, gx, counts, rank, max_batch);
-    const float *x = mine > 0 ? gx.data() + d[static_cast<size_t>(rank)] * nin : nullptr;
+    const float* x = mine > 0 ? gx.data() + d[static_cast<size_t>(rank)] * nin : nullptr;
     // Alternate the callers' type; in call 5 ranks mix float and double in one aggregated batch.
     const bool use_double = call % 2 == 1 || (call == 5 && rank % 2 == 1);
     if (use_double) {
@@ -167,8 +164,7 @@ TEST_P(ModeTest, ChangingCountsBitwise) {
     }
     if (aggregate(mode) && size > 1) {
       EXPECT_GE(s.window_columns(), total);
-      if (total <= prev_window)
-        EXPECT_EQ(s.window_columns(), prev_window) << "the window must not grow needlessly";
+      if (total <= prev_window) EXPECT_EQ(s.window_columns(), prev_window) << "the window must not grow needlessly";
       prev_window = s.window_columns();
     } else {
       EXPECT_EQ(s.window_columns(), 0) << "no shared window outside node-aggregate";
@@ -176,16 +172,15 @@ TEST_P(ModeTest, ChangingCountsBitwise) {
   }
   EXPECT_EQ(s.stats().calls, static_cast<int64_t>(plans.size()));
   int64_t own = 0;
-  for (const auto &c : plans)
-    own += c[static_cast<size_t>(rank)];
+  for (const auto& c : plans) own += c[static_cast<size_t>(rank)];
   EXPECT_EQ(s.stats().columns, own);
 }
 
 TEST_P(ModeTest, ZeroColumnsWithNullPointers) {
   const std::string mode = GetParam();
   Session s(MPI_COMM_WORLD, fkb::test::fixture_path("k3_dense_chain.keras"), test_options(mode));
-  EXPECT_NO_THROW(s.predict(static_cast<const float *>(nullptr), 0, static_cast<float *>(nullptr)));
-  EXPECT_NO_THROW(s.predict(static_cast<const double *>(nullptr), 0, static_cast<double *>(nullptr)));
+  EXPECT_NO_THROW(s.predict(static_cast<const float*>(nullptr), 0, static_cast<float*>(nullptr)));
+  EXPECT_NO_THROW(s.predict(static_cast<const double*>(nullptr), 0, static_cast<double*>(nullptr)));
   EXPECT_EQ(s.stats().calls, 2);
   EXPECT_EQ(s.stats().columns, 0);
   EXPECT_EQ(s.stats().batch_columns, 0);
@@ -196,7 +191,7 @@ TEST_P(ModeTest, ZeroColumnsWithNullPointers) {
 // TIMEOUT), and the next call works everywhere.
 
 struct BadCase {
-  const char *what;
+  const char* what;
   Status status;
 };
 
@@ -212,41 +207,33 @@ TEST_P(ModeTest, BadInputOnOneRankIsThatRanksError) {
                            {"null y", Status::InvalidArgument},        {"wide x", Status::ShapeMismatch},
                            {"narrow y", Status::ShapeMismatch},        {"x/y columns differ", Status::ShapeMismatch}};
   uint32_t seed = 77;
-  for (const BadCase &bc : cases) {
+  for (const BadCase& bc : cases) {
     SCOPED_TRACE(std::string(bc.what) + " mode " + mode);
     std::vector<int64_t> counts;
-    for (int r = 0; r < size; ++r)
-      counts.push_back(5 + 3 * r);
+    for (int r = 0; r < size; ++r) counts.push_back(5 + 3 * r);
     const auto d = offsets(counts);
     const auto gx = random_batch(d.back(), nin, seed++);
     std::vector<int64_t> contributing = counts;
     contributing[static_cast<size_t>(bad_rank)] = 0;
     const auto expect = expected_for_rank(mode, model, gx, contributing, rank, 4096);
     const int64_t mine = counts[static_cast<size_t>(rank)];
-    const float *x = gx.data() + d[static_cast<size_t>(rank)] * nin;
+    const float* x = gx.data() + d[static_cast<size_t>(rank)] * nin;
     std::vector<float> y(static_cast<size_t>(mine * nout), -3.0f);
     const std::string w = bc.what;
     if (rank == bad_rank) {
       try {
-        if (w == "negative ncol")
-          s.predict(x, -1, y.data());
-        if (w == "null x")
-          s.predict(nullptr, mine, y.data());
-        if (w == "null y")
-          s.predict(x, mine, nullptr);
-        if (w == "wide x")
-          s.predict_checked(x, nin + 1, mine, y.data(), nout, mine);
-        if (w == "narrow y")
-          s.predict_checked(x, nin, mine, y.data(), nout - 1, mine);
-        if (w == "x/y columns differ")
-          s.predict_checked(x, nin, mine, y.data(), nout, mine - 1);
+        if (w == "negative ncol") s.predict(x, -1, y.data());
+        if (w == "null x") s.predict(nullptr, mine, y.data());
+        if (w == "null y") s.predict(x, mine, nullptr);
+        if (w == "wide x") s.predict_checked(x, nin + 1, mine, y.data(), nout, mine);
+        if (w == "narrow y") s.predict_checked(x, nin, mine, y.data(), nout - 1, mine);
+        if (w == "x/y columns differ") s.predict_checked(x, nin, mine, y.data(), nout, mine - 1);
         ADD_FAILURE() << "rank " << rank << ": bad input was accepted";
-      } catch (const Error &e) {
+      } catch (const Error& e) {
         EXPECT_EQ(e.status(), bc.status) << e.what();
         EXPECT_NE(std::string(e.what()).find("rank " + std::to_string(rank)), std::string::npos) << e.what();
       }
-      for (float v : y)
-        EXPECT_EQ(v, -3.0f) << "a rejected call must not write y";
+      for (float v : y) EXPECT_EQ(v, -3.0f) << "a rejected call must not write y";
     } else {
       if (w == "wide x" || w == "narrow y" || w == "x/y columns differ")
         EXPECT_NO_THROW(s.predict_checked(x, nin, mine, y.data(), nout, mine));
@@ -280,12 +267,12 @@ TEST_P(ModeTest, NonFiniteInputUnderErrorPolicyIsThatRanksError) {
   contributing[static_cast<size_t>(bad_rank)] = 0;
   const auto expect = expected_for_rank(mode, model, gx, contributing, rank, 4096);
   std::vector<float> y(static_cast<size_t>(6 * nout));
-  const float *x = gx.data() + d[static_cast<size_t>(rank)] * nin;
+  const float* x = gx.data() + d[static_cast<size_t>(rank)] * nin;
   if (rank == bad_rank) {
     try {
       s.predict(x, 6, y.data());
       ADD_FAILURE() << "NaN input accepted under policy 'error'";
-    } catch (const Error &e) {
+    } catch (const Error& e) {
       EXPECT_EQ(e.status(), Status::NonFinite) << e.what();
       EXPECT_NE(std::string(e.what()).find("column 4"), std::string::npos) << "local column index: " << e.what();
     }
@@ -298,8 +285,7 @@ TEST_P(ModeTest, NonFiniteInputUnderErrorPolicyIsThatRanksError) {
 // Per-rank and cpu modes communicate nothing in predict: ranks may call it different numbers of times.
 TEST_P(ModeTest, PredictIsLocalOutsideNodeAggregate) {
   const std::string mode = GetParam();
-  if (aggregate(mode))
-    GTEST_SKIP() << "predict is collective in node-aggregate mode";
+  if (aggregate(mode)) GTEST_SKIP() << "predict is collective in node-aggregate mode";
   const int rank = world_rank();
   const std::string path = fkb::test::fixture_path("k3_dense_chain.keras");
   const Model model = Model::load(path);
@@ -314,11 +300,10 @@ TEST_P(ModeTest, PredictIsLocalOutsideNodeAggregate) {
   EXPECT_EQ(s.stats().calls, rank + 1);
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, ModeTest, ::testing::ValuesIn(kModes), [](const auto &info) {
+INSTANTIATE_TEST_SUITE_P(Modes, ModeTest, ::testing::ValuesIn(kModes), [](const auto& info) {
   std::string n = info.param;
-  for (auto &c : n)
-    if (c == '-')
-      c = '_';
+  for (auto& c : n)
+    if (c == '-') c = '_';
   return n;
 });
 
@@ -329,7 +314,7 @@ TEST(NodeAggregate, TopologyOneGroupPerNodeOnTheCpu) {
   Session s(MPI_COMM_WORLD, fkb::test::fixture_path("k3_dense_chain.keras"), test_options("node-aggregate"));
   EXPECT_EQ(s.rank(), world_rank());
   EXPECT_EQ(s.size(), world_size());
-  EXPECT_EQ(s.nodes(), 1); // CI runs on one machine
+  EXPECT_EQ(s.nodes(), 1);  // CI runs on one machine
   EXPECT_EQ(s.node(), 0);
   EXPECT_EQ(s.local_size(), world_size());
   EXPECT_EQ(s.local_rank(), world_rank());
@@ -359,8 +344,7 @@ TEST(NodeAggregate, EmulatedNodesBatchPerNode) {
   EXPECT_EQ(s.is_leader(), rank % 2 == 0);
   EXPECT_EQ(s.group_size(), std::min(2, size - 2 * (rank / 2)));
   std::vector<int64_t> counts;
-  for (int r = 0; r < size; ++r)
-    counts.push_back(4 + 9 * r);
+  for (int r = 0; r < size; ++r) counts.push_back(4 + 9 * r);
   const auto d = offsets(counts);
   const auto gx = random_batch(d.back(), nin, 123);
   // This node's batch: its ranks' columns only.
@@ -375,7 +359,7 @@ TEST(NodeAggregate, EmulatedNodesBatchPerNode) {
   const fkb::mpi::Report r = s.report();
   EXPECT_EQ(r.nodes, nodes);
   EXPECT_EQ(r.groups, nodes);
-  for (const auto &pr : r.per_rank) {
+  for (const auto& pr : r.per_rank) {
     EXPECT_EQ(pr.node, pr.rank / 2);
     const int64_t node_cols =
         d[static_cast<size_t>(std::min(size, 2 * (pr.rank / 2) + 2))] - d[static_cast<size_t>(2 * (pr.rank / 2))];
@@ -392,17 +376,15 @@ TEST(NodeAggregate, LeaderFailureReachesEveryRank) {
   std::vector<int64_t> counts(static_cast<size_t>(size), 4);
   const auto d = offsets(counts);
   const auto gx = random_batch(d.back(), nin, 9);
-  const float *x = gx.data() + d[static_cast<size_t>(rank)] * nin;
+  const float* x = gx.data() + d[static_cast<size_t>(rank)] * nin;
   std::vector<float> y(static_cast<size_t>(4 * nout), -5.0f);
-  if (s.is_leader())
-    fkb::mpi::detail::inject_leader_failures(s, 1);
+  if (s.is_leader()) fkb::mpi::detail::inject_leader_failures(s, 1);
   try {
     s.predict(x, 4, y.data());
     ADD_FAILURE() << "rank " << rank << ": the leader's failure was not reported";
-  } catch (const Error &e) {
+  } catch (const Error& e) {
     EXPECT_EQ(e.status(), Status::Internal) << e.what();
-    if (size > 1)
-      EXPECT_NE(std::string(e.what()).find("group leader (rank 0"), std::string::npos) << e.what();
+    if (size > 1) EXPECT_NE(std::string(e.what()).find("group leader (rank 0"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("injected failure"), std::string::npos) << e.what();
   }
   // Still in step: the next call succeeds everywhere.
@@ -417,17 +399,15 @@ TEST(NodeAggregate, MultiInputMultiOutputModel) {
   const Model model = Model::load(path);
   ASSERT_EQ(model.num_inputs(), 2);
   ASSERT_EQ(model.num_outputs(), 2);
-  for (const char *mode : kModes) {
+  for (const char* mode : kModes) {
     SCOPED_TRACE(mode);
     Session s(MPI_COMM_WORLD, path, test_options(mode));
     const auto counts = uneven_split(23 * size, size);
     const auto d = offsets(counts);
     const int64_t mine = counts[static_cast<size_t>(rank)], total = d.back();
     std::vector<std::vector<float>> gx, y;
-    for (int i = 0; i < 2; ++i)
-      gx.push_back(random_batch(total, model.input_size(i), 40u + static_cast<uint32_t>(i)));
-    for (int i = 0; i < 2; ++i)
-      y.emplace_back(static_cast<size_t>(mine * model.output_size(i)), -2.0f);
+    for (int i = 0; i < 2; ++i) gx.push_back(random_batch(total, model.input_size(i), 40u + static_cast<uint32_t>(i)));
+    for (int i = 0; i < 2; ++i) y.emplace_back(static_cast<size_t>(mine * model.output_size(i)), -2.0f);
     const int64_t lo = aggregate(mode) ? 0 : d[static_cast<size_t>(rank)];
     const int64_t n = aggregate(mode) ? total : mine;
     // Reference: the batch one process would run (see the file comment).
@@ -437,14 +417,13 @@ TEST(NodeAggregate, MultiInputMultiOutputModel) {
     ro.verbose = false;
     fkb::Runtime rt(model, ro);
     std::vector<std::vector<float>> ref;
-    for (int i = 0; i < 2; ++i)
-      ref.emplace_back(static_cast<size_t>(n * model.output_size(i)));
+    for (int i = 0; i < 2; ++i) ref.emplace_back(static_cast<size_t>(n * model.output_size(i)));
     rt.predict(
-        std::vector<const float *>{gx[0].data() + lo * model.input_size(0), gx[1].data() + lo * model.input_size(1)}, n,
-        std::vector<float *>{ref[0].data(), ref[1].data()});
-    s.predict(std::vector<const float *>{gx[0].data() + d[static_cast<size_t>(rank)] * model.input_size(0),
-                                         gx[1].data() + d[static_cast<size_t>(rank)] * model.input_size(1)},
-              mine, std::vector<float *>{y[0].data(), y[1].data()});
+        std::vector<const float*>{gx[0].data() + lo * model.input_size(0), gx[1].data() + lo * model.input_size(1)}, n,
+        std::vector<float*>{ref[0].data(), ref[1].data()});
+    s.predict(std::vector<const float*>{gx[0].data() + d[static_cast<size_t>(rank)] * model.input_size(0),
+                                        gx[1].data() + d[static_cast<size_t>(rank)] * model.input_size(1)},
+              mine, std::vector<float*>{y[0].data(), y[1].data()});
     const int64_t off = aggregate(mode) ? d[static_cast<size_t>(rank)] : 0;
     for (int i = 0; i < 2; ++i)
       EXPECT_TRUE(bitwise_equal(y[static_cast<size_t>(i)].data(),
@@ -459,14 +438,14 @@ TEST(NodeAggregate, MultiInputMultiOutputModel) {
 
 TEST(Session, LoadFailureOnOneRankFailsEveryRank) {
   const int rank = world_rank(), size = world_size();
-  for (const char *mode : kModes) {
+  for (const char* mode : kModes) {
     SCOPED_TRACE(mode);
     const std::string path =
         rank == size - 1 ? std::string("/nonexistent/model.h5") : fkb::test::fixture_path("k3_dense_chain.keras");
     try {
       Session s(MPI_COMM_WORLD, path, test_options(mode));
       ADD_FAILURE() << "rank " << rank << ": construction succeeded although rank " << size - 1 << " failed";
-    } catch (const Error &e) {
+    } catch (const Error& e) {
       if (rank == size - 1) {
         EXPECT_EQ(e.status(), Status::FileError) << e.what();
       } else {
@@ -478,21 +457,17 @@ TEST(Session, LoadFailureOnOneRankFailsEveryRank) {
 }
 
 TEST(Session, BadOptionsFailEveryRank) {
-  for (const char *field : {"mode", "precision", "device", "wait"}) {
+  for (const char* field : {"mode", "precision", "device", "wait"}) {
     SCOPED_TRACE(field);
     auto o = test_options("per-rank");
-    if (std::string(field) == "mode")
-      o.mode = "sideways";
-    if (std::string(field) == "precision")
-      o.precision = "fp7";
-    if (std::string(field) == "device")
-      o.device = "tpu";
-    if (std::string(field) == "wait")
-      o.wait = "forever";
+    if (std::string(field) == "mode") o.mode = "sideways";
+    if (std::string(field) == "precision") o.precision = "fp7";
+    if (std::string(field) == "device") o.device = "tpu";
+    if (std::string(field) == "wait") o.wait = "forever";
     try {
       Session s(MPI_COMM_WORLD, fkb::test::fixture_path("k3_dense_chain.keras"), o);
       ADD_FAILURE() << "accepted a bad " << field;
-    } catch (const Error &e) {
+    } catch (const Error& e) {
       EXPECT_EQ(e.status(), Status::InvalidArgument) << e.what();
     }
   }
@@ -501,7 +476,7 @@ TEST(Session, BadOptionsFailEveryRank) {
 TEST(Session, DeviceFromEnvironmentOverridesOption) {
   auto o = test_options("per-rank");
   o.use_env = true;
-  o.device = "cuda"; // would fail here (no GPU): FKB_DEVICE=cpu must win
+  o.device = "cuda";  // would fail here (no GPU): FKB_DEVICE=cpu must win
   setenv("FKB_DEVICE", "cpu", 1);
   {
     Session s(MPI_COMM_WORLD, fkb::test::fixture_path("k3_dense_chain.keras"), o);
@@ -512,9 +487,8 @@ TEST(Session, DeviceFromEnvironmentOverridesOption) {
   o.device = "cpu";
   try {
     Session s(MPI_COMM_WORLD, fkb::test::fixture_path("k3_dense_chain.keras"), o);
-    if (fkb::cuda_device_count() == 0)
-      ADD_FAILURE() << "cuda:0 accepted without a GPU";
-  } catch (const Error &e) {
+    if (fkb::cuda_device_count() == 0) ADD_FAILURE() << "cuda:0 accepted without a GPU";
+  } catch (const Error& e) {
     EXPECT_EQ(e.status(), Status::CudaError) << e.what();
   }
   unsetenv("FKB_DEVICE");
@@ -536,19 +510,18 @@ TEST(Report, CountsMinMedianMaxAndJson) {
   const int rank = world_rank(), size = world_size();
   const std::string path = fkb::test::fixture_path("k3_dense_chain.keras");
   const Model model = Model::load(path);
-  for (const char *mode : kModes) {
+  for (const char* mode : kModes) {
     SCOPED_TRACE(mode);
     Session s(MPI_COMM_WORLD, path, test_options(mode));
-    const int64_t mine = rank + 1; // rank r: r+1 columns per call, 3 calls
+    const int64_t mine = rank + 1;  // rank r: r+1 columns per call, 3 calls
     const auto x = random_batch(mine, model.input_size(0), 1);
     std::vector<float> y(static_cast<size_t>(mine * model.output_size(0)));
-    for (int i = 0; i < 3; ++i)
-      s.predict(x.data(), mine, y.data());
+    for (int i = 0; i < 3; ++i) s.predict(x.data(), mine, y.data());
     const fkb::mpi::Report r = s.report();
     ASSERT_EQ(static_cast<int>(r.per_rank.size()), size);
     int64_t all_cols = 0;
     for (int q = 0; q < size; ++q) {
-      const auto &pr = r.per_rank[static_cast<size_t>(q)];
+      const auto& pr = r.per_rank[static_cast<size_t>(q)];
       EXPECT_EQ(pr.rank, q);
       EXPECT_EQ(pr.stats.calls, 3);
       EXPECT_EQ(pr.stats.columns, 3 * (q + 1));
@@ -564,7 +537,7 @@ TEST(Report, CountsMinMedianMaxAndJson) {
     EXPECT_EQ(r.groups, aggregate(mode) ? 1 : size);
     EXPECT_EQ(r.mode, mode);
     const std::string text = r.text();
-    for (const char *w : {"min", "median", "max", "calls", "pack", "H2D", "compute", "D2H", "wait"})
+    for (const char* w : {"min", "median", "max", "calls", "pack", "H2D", "compute", "D2H", "wait"})
       EXPECT_NE(text.find(w), std::string::npos) << w << " missing from\n" << text;
     const auto j = nlohmann::json::parse(r.json());
     EXPECT_EQ(j["ranks"], size);
@@ -574,7 +547,7 @@ TEST(Report, CountsMinMedianMaxAndJson) {
     const double median = size % 2 ? 3.0 * (size / 2 + 1) : 3.0 * (size / 2 + size / 2 + 1) / 2.0;
     EXPECT_EQ(j["summary"]["columns"]["median"].get<double>(), median);
     EXPECT_EQ(j["summary"]["calls"]["median"].get<double>(), 3.0);
-    for (const char *k : {"pack_s", "unpack_s", "h2d_s", "compute_s", "d2h_s", "wait_s", "total_s"})
+    for (const char* k : {"pack_s", "unpack_s", "h2d_s", "compute_s", "d2h_s", "wait_s", "total_s"})
       EXPECT_TRUE(j["summary"].contains(k)) << k;
     EXPECT_EQ(all_cols, 3 * int64_t(size) * (size + 1) / 2);
 
@@ -586,13 +559,12 @@ TEST(Report, CountsMinMedianMaxAndJson) {
     const auto jf = nlohmann::json::parse(f);
     EXPECT_EQ(jf["per_rank"].size(), static_cast<size_t>(size));
     MPI_Barrier(MPI_COMM_WORLD);
-    if (rank == 0)
-      std::remove(file.c_str());
+    if (rank == 0) std::remove(file.c_str());
     // A file rank 0 cannot write is an error on every rank.
     try {
       s.write_report_json("/nonexistent/dir/report.json");
       ADD_FAILURE() << "no error for an unwritable report path";
-    } catch (const Error &e) {
+    } catch (const Error& e) {
       EXPECT_EQ(e.status(), Status::FileError) << e.what();
     }
     s.reset_stats();
@@ -600,4 +572,4 @@ TEST(Report, CountsMinMedianMaxAndJson) {
   }
 }
 
-} // namespace
+}  // namespace

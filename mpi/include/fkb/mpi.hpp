@@ -57,27 +57,27 @@ namespace mpi {
 
 enum class Mode { PerRank, NodeAggregate, Cpu };
 /// "per-rank" | "node-aggregate" | "cpu".
-const char *mode_name(Mode m);
+const char* mode_name(Mode m);
 /// Parse a mode; accepts "per-rank", "per_rank", "node-aggregate", "node_aggregate", "aggregate", "cpu"
 /// (case-insensitive). Throws InvalidArgument naming the accepted values.
-Mode parse_mode(const std::string &s);
+Mode parse_mode(const std::string& s);
 
 struct SessionOptions {
-  std::string mode = "per-rank";       ///< see Mode
-  std::string device = "auto";         ///< auto | cpu | cuda | cuda:N, or a comma list indexed by local rank
-  std::string precision = "fp32";      ///< fp32 | tf32 | bf16 | fp16 (CPU: fp32 only)
-  int64_t max_batch = 4096;            ///< plan size of each runtime (a leader's batch larger than this is chunked)
-  int threads = 0;                     ///< CPU threads per runtime; 0 = the cores this rank may use divided among
-                                       ///< the node's ranks that run a CPU runtime (at least 1)
-  std::string nonfinite = "propagate"; ///< propagate | error
-  bool reproducible = false;           ///< passed to the backend
-  bool verbose = true;                 ///< rank 0 prints one line describing the device assignment
-  bool use_env = true;                 ///< honour the FKB_DEVICE and FKB_MPI_WAIT environment variables
+  std::string mode = "per-rank";        ///< see Mode
+  std::string device = "auto";          ///< auto | cpu | cuda | cuda:N, or a comma list indexed by local rank
+  std::string precision = "fp32";       ///< fp32 | tf32 | bf16 | fp16 (CPU: fp32 only)
+  int64_t max_batch = 4096;             ///< plan size of each runtime (a leader's batch larger than this is chunked)
+  int threads = 0;                      ///< CPU threads per runtime; 0 = the cores this rank may use divided among
+                                        ///< the node's ranks that run a CPU runtime (at least 1)
+  std::string nonfinite = "propagate";  ///< propagate | error
+  bool reproducible = false;            ///< passed to the backend
+  bool verbose = true;                  ///< rank 0 prints one line describing the device assignment
+  bool use_env = true;                  ///< honour the FKB_DEVICE and FKB_MPI_WAIT environment variables
   /// How node-aggregate ranks wait for the leader: "auto" (spin 20 us, then yield up to 1 ms, then sleep in
   /// 50 us steps; with a CPU leader, "sleep"), "spin" (lowest latency, burns the cores), "yield", "sleep" (spin
   /// 20 us, then sleep: the waiting ranks' cores go to a CPU leader's threads). FKB_MPI_WAIT overrides it.
   std::string wait = "auto";
-  std::string config_path; ///< Keras architecture file for weights-only .h5 files
+  std::string config_path;  ///< Keras architecture file for weights-only .h5 files
   /// Testing only: > 0 treats each run of this many consecutive ranks as one node instead of asking MPI
   /// (MPI_COMM_TYPE_SHARED), to exercise several nodes on one machine. The ranks must share memory.
   int ranks_per_node = 0;
@@ -85,24 +85,24 @@ struct SessionOptions {
 
 /// What one rank did since construction (or reset_stats()). Times are seconds, summed over calls.
 struct RankStats {
-  int64_t calls = 0;         ///< predict() calls
-  int64_t columns = 0;       ///< this rank's own columns, summed over calls
-  int64_t batch_columns = 0; ///< columns this rank's runtime ran (leaders: the whole group's)
-  int64_t batches = 0;       ///< runtime predict() calls this rank made (chunks of max_batch count separately)
-  double pack = 0;           ///< copying inputs into the shared window (node-aggregate)
-  double unpack = 0;         ///< copying outputs out of the shared window (node-aggregate)
-  double h2d = 0;            ///< host-to-device copies (reported by the CUDA backend; 0 on the CPU)
-  double compute = 0;        ///< the runtime's predict, less h2d and d2h
-  double d2h = 0;            ///< device-to-host copies
-  double wait = 0;           ///< waiting for the other ranks of the group (allgather, barriers, window growth)
-  double total = 0;          ///< wall time inside predict()
+  int64_t calls = 0;          ///< predict() calls
+  int64_t columns = 0;        ///< this rank's own columns, summed over calls
+  int64_t batch_columns = 0;  ///< columns this rank's runtime ran (leaders: the whole group's)
+  int64_t batches = 0;        ///< runtime predict() calls this rank made (chunks of max_batch count separately)
+  double pack = 0;            ///< copying inputs into the shared window (node-aggregate)
+  double unpack = 0;          ///< copying outputs out of the shared window (node-aggregate)
+  double h2d = 0;             ///< host-to-device copies (reported by the CUDA backend; 0 on the CPU)
+  double compute = 0;         ///< the runtime's predict, less h2d and d2h
+  double d2h = 0;             ///< device-to-host copies
+  double wait = 0;            ///< waiting for the other ranks of the group (allgather, barriers, window growth)
+  double total = 0;           ///< wall time inside predict()
 };
 
 /// One rank's line of a report.
 struct RankReport {
   int rank = 0, node = 0, local_rank = 0;
-  bool leader = false; ///< runs a runtime (always in per-rank/cpu modes)
-  std::string device;  ///< what computes this rank's columns, e.g. "cpu (1 thread)" or "cuda:0 (...)"
+  bool leader = false;  ///< runs a runtime (always in per-rank/cpu modes)
+  std::string device;   ///< what computes this rank's columns, e.g. "cpu (1 thread)" or "cuda:0 (...)"
   RankStats stats;
 };
 
@@ -111,7 +111,7 @@ struct Report {
   std::string mode, model;
   int64_t n_inputs = 0, n_outputs = 0;
   int ranks = 0, nodes = 0, groups = 0;
-  std::string memory_model; ///< "unified" | "separate" (MPI_WIN_MODEL of the shared window; "" when unused)
+  std::string memory_model;  ///< "unified" | "separate" (MPI_WIN_MODEL of the shared window; "" when unused)
   std::vector<RankReport> per_rank;
 
   /// Table of min / median / max over ranks (counts, and milliseconds per call for each phase).
@@ -124,47 +124,47 @@ class Session;
 namespace detail {
 /// Test hook: the next `n` runtime calls of this rank (a leader) throw fkb::Error(Internal), to test that a
 /// leader's failure reaches every rank of its group. Not for production use.
-void inject_leader_failures(Session &s, int n);
-} // namespace detail
+void inject_leader_failures(Session& s, int n);
+}  // namespace detail
 
 class Session {
 public:
   /// Load a Keras file on every rank of `comm` and set up devices and windows. Collective over `comm`.
-  Session(MPI_Comm comm, const std::string &path, const SessionOptions &options = {});
+  Session(MPI_Comm comm, const std::string& path, const SessionOptions& options = {});
   /// The same from a model already loaded on every rank.
-  Session(MPI_Comm comm, const Model &model, const SessionOptions &options = {});
+  Session(MPI_Comm comm, const Model& model, const SessionOptions& options = {});
   /// Collective over the communicator while MPI is initialized (frees the window and the communicators);
   /// after MPI_Finalize it only releases memory.
   ~Session();
-  Session(Session &&) noexcept;
-  Session &operator=(Session &&) noexcept;
-  Session(const Session &) = delete;
-  Session &operator=(const Session &) = delete;
+  Session(Session&&) noexcept;
+  Session& operator=(Session&&) noexcept;
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
 
   /// Single-input, single-output models. x: [ncol][n_inputs()], y: [ncol][n_outputs()]; host or (per-rank
   /// mode on a GPU) device pointers. Collective over the node group in node-aggregate mode.
-  void predict(const float *x, int64_t ncol, float *y);
-  void predict(const double *x, int64_t ncol, double *y);
+  void predict(const float* x, int64_t ncol, float* y);
+  void predict(const double* x, int64_t ncol, double* y);
   /// Any number of inputs and outputs (Keras order), each [ncol][features].
-  void predict(const std::vector<const float *> &x, int64_t ncol, const std::vector<float *> &y);
-  void predict(const std::vector<const double *> &x, int64_t ncol, const std::vector<double *> &y);
+  void predict(const std::vector<const float*>& x, int64_t ncol, const std::vector<float*>& y);
+  void predict(const std::vector<const double*>& x, int64_t ncol, const std::vector<double*>& y);
   /// Single input/output with the caller's array extents, checked on this rank (the Fortran path):
   /// x holds x_ncol columns of x_features values, y likewise; both must match the model and each other.
-  void predict_checked(const float *x, int64_t x_features, int64_t x_ncol, float *y, int64_t y_features,
+  void predict_checked(const float* x, int64_t x_features, int64_t x_ncol, float* y, int64_t y_features,
                        int64_t y_ncol);
-  void predict_checked(const double *x, int64_t x_features, int64_t x_ncol, double *y, int64_t y_features,
+  void predict_checked(const double* x, int64_t x_features, int64_t x_ncol, double* y, int64_t y_features,
                        int64_t y_ncol);
 
   Mode mode() const;
-  int rank() const; ///< in the session's communicator
+  int rank() const;  ///< in the session's communicator
   int size() const;
-  int node() const; ///< node index, 0 .. nodes()-1
+  int node() const;  ///< node index, 0 .. nodes()-1
   int nodes() const;
-  int local_rank() const; ///< rank on the node (MPI_COMM_TYPE_SHARED)
+  int local_rank() const;  ///< rank on the node (MPI_COMM_TYPE_SHARED)
   int local_size() const;
   /// Whether this rank runs a runtime: always in per-rank/cpu modes; the group leader in node-aggregate.
   bool is_leader() const;
-  int group_size() const; ///< ranks sharing this rank's runtime (1 in per-rank/cpu modes)
+  int group_size() const;  ///< ranks sharing this rank's runtime (1 in per-rank/cpu modes)
   /// The device this rank was assigned: "cpu" or "cuda:N" (before any CPU fallback).
   std::string assigned_device() const;
   /// What computes this rank's columns (the leader's runtime in node-aggregate mode), e.g. "cpu (1 thread)".
@@ -176,29 +176,29 @@ public:
   /// Columns the shared window holds now (0 when there is none).
   int64_t window_columns() const;
 
-  const RankStats &stats() const; ///< this rank's (local)
-  void reset_stats();             ///< local
+  const RankStats& stats() const;  ///< this rank's (local)
+  void reset_stats();              ///< local
   /// Gather every rank's statistics. Collective over the communicator.
   Report report() const;
   /// report().text() printed by rank 0 to `out`. Collective.
-  void print_report(std::FILE *out = stdout) const;
+  void print_report(std::FILE* out = stdout) const;
   /// report().json() written by rank 0 to `path`; every rank throws if rank 0 could not write it. Collective.
-  void write_report_json(const std::string &path) const;
+  void write_report_json(const std::string& path) const;
 
   struct Impl;
 
 private:
-  friend void detail::inject_leader_failures(Session &s, int n);
+  friend void detail::inject_leader_failures(Session& s, int n);
   std::unique_ptr<Impl> impl_;
 };
 
 /// How a rank's device is chosen (exposed for tests). `env` is FKB_DEVICE's value (nullptr or "" = unset).
 struct DeviceChoice {
-  std::string device;     ///< "cpu" or "cuda:N"
-  bool automatic = false; ///< chosen by "auto": may fall back to the CPU if the CUDA backend fails
-  std::string source;     ///< why: "mode cpu", "FKB_DEVICE", "option", with the rule applied
+  std::string device;      ///< "cpu" or "cuda:N"
+  bool automatic = false;  ///< chosen by "auto": may fall back to the CPU if the CUDA backend fails
+  std::string source;      ///< why: "mode cpu", "FKB_DEVICE", "option", with the rule applied
 };
-DeviceChoice assign_device(Mode mode, const std::string &option_device, const char *env, int local_rank, int n_gpus);
+DeviceChoice assign_device(Mode mode, const std::string& option_device, const char* env, int local_rank, int n_gpus);
 
-} // namespace mpi
-} // namespace fkb
+}  // namespace mpi
+}  // namespace fkb
