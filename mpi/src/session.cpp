@@ -11,6 +11,7 @@
 #include <cstring>
 #include <functional>
 #include <new>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -434,37 +435,38 @@ void Session::Impl::ensure_capacity(int64_t total) {
 template <class T>
 void Session::Impl::validate(const std::vector<const T*>& x, int64_t ncol, const std::vector<T*>& y,
                              const int64_t* ext) const {
-  const std::string who = "fkb_mpi predict (rank " + std::to_string(rank) + "): ";
+  // Built only on the error paths: a good call allocates nothing here.
+  auto who = [this] { return "fkb_mpi predict (rank " + std::to_string(rank) + "): "; };
   if (x.size() != in_features.size() || y.size() != out_features.size())
-    throw_error(Status::InvalidArgument, who + "got " + std::to_string(x.size()) + " input and " +
+    throw_error(Status::InvalidArgument, who() + "got " + std::to_string(x.size()) + " input and " +
                                              std::to_string(y.size()) + " output array(s); the model has " +
                                              std::to_string(in_features.size()) + " input(s) and " +
                                              std::to_string(out_features.size()) + " output(s)");
   if (ext) {  // x_features, x_ncol, y_features, y_ncol
     if (ext[0] != in_features[0])
-      throw_error(Status::ShapeMismatch, who + "x has " + std::to_string(ext[0]) +
+      throw_error(Status::ShapeMismatch, who() + "x has " + std::to_string(ext[0]) +
                                              " values per column (size(x,1)) but the model takes " +
                                              std::to_string(in_features[0]) + " inputs per column");
     if (ext[2] != out_features[0])
-      throw_error(Status::ShapeMismatch, who + "y has " + std::to_string(ext[2]) +
+      throw_error(Status::ShapeMismatch, who() + "y has " + std::to_string(ext[2]) +
                                              " values per column (size(y,1)) but the model gives " +
                                              std::to_string(out_features[0]) + " outputs per column");
     if (ext[1] != ext[3])
       throw_error(Status::ShapeMismatch,
-                  who + "x has " + std::to_string(ext[1]) + " columns but y has " + std::to_string(ext[3]));
+                  who() + "x has " + std::to_string(ext[1]) + " columns but y has " + std::to_string(ext[3]));
   }
-  if (ncol < 0) throw_error(Status::InvalidArgument, who + "ncol must be >= 0, got " + std::to_string(ncol));
+  if (ncol < 0) throw_error(Status::InvalidArgument, who() + "ncol must be >= 0, got " + std::to_string(ncol));
   if (ncol == 0) return;
   for (size_t i = 0; i < x.size(); ++i)
-    if (!x[i]) throw_error(Status::InvalidArgument, who + "input " + std::to_string(i) + " (x) is a null pointer");
+    if (!x[i]) throw_error(Status::InvalidArgument, who() + "input " + std::to_string(i) + " (x) is a null pointer");
   for (size_t i = 0; i < y.size(); ++i)
-    if (!y[i]) throw_error(Status::InvalidArgument, who + "output " + std::to_string(i) + " (y) is a null pointer");
+    if (!y[i]) throw_error(Status::InvalidArgument, who() + "output " + std::to_string(i) + " (y) is a null pointer");
   if (nonfinite_error && mode == Mode::NodeAggregate) {  // its runtime propagates (see init)
     for (size_t i = 0; i < x.size(); ++i) {
       const int64_t f = in_features[i];
       for (int64_t k = 0; k < ncol * f; ++k)
         if (!std::isfinite(x[i][k]))
-          throw_error(Status::NonFinite, who + "non-finite input value " +
+          throw_error(Status::NonFinite, who() + "non-finite input value " +
                                              std::to_string(static_cast<double>(x[i][k])) + " in column " +
                                              std::to_string(k / f) + ", feature " + std::to_string(k % f) +
                                              " of input " + std::to_string(i) + " (non-finite policy 'error')");
@@ -613,18 +615,17 @@ void Session::Impl::predict(const std::vector<const T*>& x, int64_t ncol, const 
   const auto t0 = Clock::now();
   ++stats.calls;
   // Local checks before any communication: a bad rank must neither hang nor poison the others.
-  bool bad = false;
-  Error local_error(Status::Ok, "");
+  std::optional<Error> local_error;
   try {
     validate(x, ncol, y, ext);
   } catch (const Error& e) {
-    bad = true;
     local_error = e;
   }
+  const bool bad = local_error.has_value();
   if (!aggregating()) {
     if (bad) {
       stats.total += since(t0);
-      throw local_error;
+      throw *local_error;
     }
     try {
       if (ncol > 0) run_runtime<T>(x, ncol, y);
@@ -641,7 +642,7 @@ void Session::Impl::predict(const std::vector<const T*>& x, int64_t ncol, const 
     }
     if (bad) {
       stats.total += since(t0);
-      throw local_error;
+      throw *local_error;
     }
   }
   stats.columns += ncol;
