@@ -13,9 +13,9 @@ Networks (BENCHMARKS.md): `cbrain` = ../shared/models/cbrain/stabNN.h5 (94 -> 9 
 
 For each network the ONNX model is built with onnx.helper (MatMul + Add + LeakyRelu) from the weights of
 the very Keras file FKB loads, read with h5py through model_weights/<layer>.attrs['weight_names'], and
-checked against Keras' own predictions before timing. Then for each thread count, ONNX Runtime
-(intra_op_num_threads = N, sequential execution) and `fkb bench --device cpu --threads N` are timed in
-alternation (`--rounds` times each), each with spinning thread waits and with blocking ones (`--spin`;
+checked against Keras' own predictions before timing. Then for each thread count and batch size, ONNX
+Runtime (intra_op_num_threads = N, sequential execution) and `fkb bench --device cpu --threads N` are
+timed in alternation (`--rounds` times each), each with spinning thread waits and with blocking ones (`--spin`;
 ORT session.intra_op.allow_spinning, FKB/OpenMP OMP_WAIT_POLICY). For each side the best median over the
 rounds and modes counts, and the ratio FKB columns/s / ORT columns/s is printed. On a shared machine
 spinning threads lose their time slices to other processes; blocking ones are woken promptly.
@@ -165,7 +165,7 @@ def main():
     ap.add_argument("--batch", default="128,512,2048,8192")
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--iters", type=int, default=30)
-    ap.add_argument("--rounds", type=int, default=2, help="alternating ORT/FKB rounds; best median counts")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating ORT/FKB rounds; best median counts")
     ap.add_argument("--spin", default="on,off",
                     help="thread waiting modes to try, for both: on = spinning (ORT allow_spinning=1, "
                          "OMP_WAIT_POLICY=active), off = blocking; the best per batch counts for each")
@@ -203,7 +203,10 @@ def main():
         build_onnx(layers, onnx_path)
         nets[name] = (h5, ref, onnx_path, layers[0][0].shape[0])
 
+    with open("/proc/loadavg") as f:
+        load_start = f.read().split()[:3]
     results = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+               "load_average_start": load_start,
                "machine": {"cpu_model": cpu_model(), "logical_cpus": os.cpu_count()},
                "onnxruntime": ort.__version__,
                "method": "median us per call over --iters calls; best median of %d alternating ORT/FKB rounds and "
@@ -218,20 +221,20 @@ def main():
             best_fkb = {b: None for b in batches}
             fkb_json = None
             err = None
-            for r in range(args.rounds):
-                for spin in spins:
-                    sess = ort_session(onnx_path, t, spin)
-                    err = check_ort(sess, ref)
-                    for b in batches:
+            # Interleaved per batch size: ORT, then FKB, then again for every round and waiting mode, so that
+            # both see the same machine load (this box is shared; its load drifts over minutes).
+            for b in batches:
+                for r in range(args.rounds):
+                    for spin in spins:
+                        sess = ort_session(onnx_path, t, spin)
+                        err = check_ort(sess, ref)
                         o = dict(time_ort(sess, nin, b, args.warmup, args.iters, seed=b), spinning=spin)
+                        del sess
                         if best_ort[b] is None or o["median_us"] < best_ort[b]["median_us"]:
                             best_ort[b] = o
-                    del sess
-                    fj = time_fkb(args.fkb, h5, t, batches, args.warmup, args.iters, tmp, spin)
-                    fkb_json = fkb_json or fj
-                    for res in fj["results"]:
-                        b = res["batch"]
-                        res = dict(res, spinning=spin)
+                        fj = time_fkb(args.fkb, h5, t, [b], args.warmup, args.iters, tmp, spin)
+                        fkb_json = fkb_json or fj
+                        res = dict(fj["results"][0], spinning=spin)
                         if best_fkb[b] is None or res["median_us"] < best_fkb[b]["median_us"]:
                             best_fkb[b] = res
             run = {"threads": t, "ort_check_rel_err_vs_keras": err, "fkb_version": fkb_json["fkb_version"],
@@ -242,6 +245,8 @@ def main():
                 rows.append((name, t, b, best_fkb[b]["columns_per_s"], best_ort[b]["columns_per_s"], ratio))
             net["runs"].append(run)
 
+    with open("/proc/loadavg") as f:
+        results["load_average_end"] = f.read().split()[:3]
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2)
@@ -251,8 +256,8 @@ def main():
     print(f"{'network':8} {'threads':>7} {'batch':>6} {'FKB col/s':>12} {'ORT col/s':>12} {'FKB/ORT':>8}")
     for name, t, b, fc, oc, r in rows:
         print(f"{name:8} {t:>7} {b:>6} {fc:>12.4g} {oc:>12.4g} {r:>8.2f}")
-    with open("/proc/loadavg") as f:
-        print("load average at the end:", f.read().split()[:3])
+    print("load average (1, 5, 15 min) at the start:", results["load_average_start"], "at the end:",
+          results["load_average_end"])
 
 
 if __name__ == "__main__":
