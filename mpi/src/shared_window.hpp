@@ -11,15 +11,16 @@
 //   private and public copies agree (separate model) and is a full memory barrier (unified model); the
 //   atomic accesses keep the compiler and CPU from tearing or caching the flag. Flags are counters that only
 //   grow, so no flag is ever reset.
-// Waiting ranks do not spin for long: they spin ~20 us, then ("auto") yield up to 1 ms and sleep in 50 us
-// steps after that, or ("sleep", what "auto" becomes when the leader runs on the CPU) sleep right after the
-// spin — so on the CPU the leader's threads get the cores of the ranks waiting for it (an MPI_Barrier in
+// Waiting ranks do not spin for long: they spin ~20 us, then ("auto") yield up to 1 ms and sleep after that,
+// or ("sleep", what "auto" becomes when the leader runs on the CPU) sleep right after the spin — naps of 5 %
+// of the time waited so far, 50 us to 1 ms — so on the CPU the leader's threads get the cores of the ranks waiting for it (an MPI_Barrier in
 // Open MPI busy-polls and would take them).
 #pragma once
 
 #include <mpi.h>
 #include <sched.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -77,7 +78,10 @@ public:
       } else if (policy == Wait::Yield || (policy == Wait::Auto && waited < 1e-3)) {
         sched_yield();
       } else {
-        std::this_thread::sleep_for(std::chrono::microseconds(50));
+        // Back off: sleep ~5 % of the time waited so far (50 us .. 1 ms), so a long CPU batch is not
+        // interrupted by thousands of wake-ups, and a wait overshoots by at most ~5 % (or 50 us).
+        const double nap = std::min(1e-3, std::max(50e-6, 0.05 * waited));
+        std::this_thread::sleep_for(std::chrono::microseconds(static_cast<int64_t>(nap * 1e6)));
       }
     }
     MPI_Win_sync(win_);

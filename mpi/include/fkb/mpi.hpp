@@ -74,7 +74,7 @@ struct SessionOptions {
   bool verbose = true;                  ///< rank 0 prints one line describing the device assignment
   bool use_env = true;                  ///< honour the FKB_DEVICE and FKB_MPI_WAIT environment variables
   /// How node-aggregate ranks wait for the leader: "auto" (spin 20 us, then yield up to 1 ms, then sleep in
-  /// 50 us steps; with a CPU leader, "sleep"), "spin" (lowest latency, burns the cores), "yield", "sleep" (spin
+  /// naps of 5 % of the time waited, 50 us .. 1 ms; with a CPU leader, "sleep"), "spin" (lowest latency, burns the cores), "yield", "sleep" (spin
   /// 20 us, then sleep: the waiting ranks' cores go to a CPU leader's threads). FKB_MPI_WAIT overrides it.
   std::string wait = "auto";
   std::string config_path;  ///< Keras architecture file for weights-only .h5 files
