@@ -26,9 +26,11 @@ echo "pkg-config --cflags --libs fkb: $flags"
 mkdir -p "$work/pc" && cd "$work/pc"
 # shellcheck disable=SC2086
 "$fc" "$src/fkb_test_util.f90" "$src/test_parity.f90" $flags -o prog
-ldd ./prog | grep -E "libfkb" || true
-ldd ./prog | grep -q "$prefix/lib/libfkb_fortran.so" || { echo "prog does not use the installed libfkb_fortran"; exit 1; }
-ldd ./prog | grep -q "$prefix/lib/libfkb.so" || { echo "prog does not use the installed libfkb"; exit 1; }
+# (ldd's output is kept first: `ldd | grep -q` fails under pipefail when grep exits early.)
+deps=$(ldd ./prog)
+echo "$deps" | grep -E "libfkb" || true
+echo "$deps" | grep -q "$prefix/lib/libfkb_fortran.so" || { echo "prog does not use the installed libfkb_fortran"; exit 1; }
+echo "$deps" | grep -q "$prefix/lib/libfkb.so" || { echo "prog does not use the installed libfkb"; exit 1; }
 ./prog "$data"
 
 echo "== find_package(fkb)"

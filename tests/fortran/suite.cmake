@@ -66,6 +66,7 @@ function(fkb_fortran_test_suite)
     # list separators inside one add_test argument must be $<SEMICOLON>
     set(vg "${FKB_VALGRIND}$<SEMICOLON>--leak-check=full$<SEMICOLON>--errors-for-leak-kinds=definite")
     string(APPEND vg "$<SEMICOLON>--show-leak-kinds=definite$<SEMICOLON>--error-exitcode=97$<SEMICOLON>--quiet")
+    string(APPEND vg "$<SEMICOLON>--suppressions=${d}/valgrind.supp")
     add_test(NAME ${p}finalizer_valgrind COMMAND ${CMAKE_COMMAND} "-DCMD=${vg}$<SEMICOLON>$<TARGET_FILE:${p}test_finalizer>$<SEMICOLON>${small}"
       -DEXPECT=0 -P ${d}/run_valgrind.cmake)
     add_test(NAME ${p}leak_control_valgrind COMMAND ${CMAKE_COMMAND}
