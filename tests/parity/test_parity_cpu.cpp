@@ -6,6 +6,7 @@
 
 #include <cmath>
 #include <fstream>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -131,12 +132,28 @@ TEST_P(FixtureParity, OpenBlasGemmPath) {
   // same contract (it is the one used on every other CPU).
   const Case& c = GetParam();
   fkb::Model m = load(c);
-  fkb::cpu::set_packed_gemm_enabled(false);
+  fkb::cpu::set_packed_gemm_isa_limit(fkb::cpu::PackedIsa::None);
   fkb::Runtime rt(m, cpu_options());
-  fkb::cpu::set_packed_gemm_enabled(true);
+  fkb::cpu::set_packed_gemm_isa_limit(fkb::cpu::PackedIsa::Avx512);
   for (int64_t ncol : {int64_t{37}, int64_t{300}}) {
     SCOPED_TRACE("ncol " + std::to_string(ncol));
     check_batch(c, m, rt, ncol);
+  }
+}
+
+TEST_P(FixtureParity, Avx2GemmPath) {
+  // The AVX2 kernel is what CPUs without AVX-512 (e.g. AMD Zen 2/3 nodes) run.
+  fkb::cpu::set_packed_gemm_isa_limit(fkb::cpu::PackedIsa::Avx2);
+  const bool have = fkb::cpu::packed_gemm_isa() == fkb::cpu::PackedIsa::Avx2;
+  const Case& c = GetParam();
+  fkb::Model m = load(c);
+  std::unique_ptr<fkb::Runtime> rt;
+  if (have) rt = std::make_unique<fkb::Runtime>(m, cpu_options());
+  fkb::cpu::set_packed_gemm_isa_limit(fkb::cpu::PackedIsa::Avx512);
+  if (!have) GTEST_SKIP() << "this CPU has no AVX2+FMA";
+  for (int64_t ncol : {int64_t{37}, int64_t{300}}) {
+    SCOPED_TRACE("ncol " + std::to_string(ncol));
+    check_batch(c, m, *rt, ncol);
   }
 }
 

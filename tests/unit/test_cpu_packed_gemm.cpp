@@ -1,5 +1,6 @@
-// The AVX-512 packed-weight GEMM (runtime/src/cpu/packed_gemm.cpp) on awkward shapes against a double
-// reference, and the OpenBLAS path of the same plans (both paths must give the same answers).
+// The packed-weight GEMMs (runtime/src/cpu/packed_gemm.cpp: AVX-512 and AVX2 kernels) on awkward shapes
+// against a double reference, and the OpenBLAS path of the same plans (every path must give the same
+// answers).
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -10,9 +11,32 @@
 using namespace fkb;
 using namespace fkb::cputest;
 
+namespace {
+
+// The kernels this CPU has, each selected in turn (the limit is restored afterwards).
+std::vector<cpu::PackedIsa> isas() {
+  std::vector<cpu::PackedIsa> out;
+  for (auto isa : {cpu::PackedIsa::Avx512, cpu::PackedIsa::Avx2}) {
+    cpu::set_packed_gemm_isa_limit(isa);
+    if (cpu::packed_gemm_isa() == isa) out.push_back(isa);
+  }
+  cpu::set_packed_gemm_isa_limit(cpu::PackedIsa::Avx512);
+  return out;
+}
+
+struct IsaScope {
+  explicit IsaScope(cpu::PackedIsa isa) { cpu::set_packed_gemm_isa_limit(isa); }
+  ~IsaScope() { cpu::set_packed_gemm_isa_limit(cpu::PackedIsa::Avx512); }
+};
+
+}  // namespace
+
 TEST(CpuPackedGemm, AwkwardShapesAndEpilogues) {
-  if (!cpu::packed_gemm_available()) GTEST_SKIP() << "this CPU has no AVX-512F: the OpenBLAS path is used";
-  for (int64_t m : {1, 5, 12, 13, 25}) {
+  if (isas().empty()) GTEST_SKIP() << "this CPU has neither AVX-512F nor AVX2+FMA: the OpenBLAS path is used";
+  for (auto isa : isas()) {
+  IsaScope scope(isa);
+  SCOPED_TRACE("isa " + std::to_string(static_cast<int>(isa)));
+  for (int64_t m : {1, 2, 3, 5, 12, 13, 25}) {
     for (int64_t n : {1, 15, 16, 17, 31, 32, 33, 65}) {
       for (int64_t k : {1, 3, 64}) {
         const auto a = random_vec(m * (k + 2), 1 + static_cast<uint32_t>(m * 1000 + n * 10 + k), -2, 2);
@@ -38,17 +62,22 @@ TEST(CpuPackedGemm, AwkwardShapesAndEpilogues) {
       }
     }
   }
+  }
 }
 
 TEST(CpuPackedGemm, LeakyEpiloguePropagatesNaN) {
-  if (!cpu::packed_gemm_available()) GTEST_SKIP() << "no AVX-512F";
-  const std::vector<float> a = {NAN, 1.0f};
-  const std::vector<float> w = {1.0f, 1.0f};
-  auto packed = cpu::pack_weights(w.data(), 1, 1, nullptr);
-  std::vector<float> c(2);
-  cpu::packed_gemm(a.data(), 1, 2, packed, cpu::PackedEpilogue::BiasLeaky, 0.3f, c.data(), 1);
-  EXPECT_TRUE(std::isnan(c[0]));
-  EXPECT_EQ(c[1], 1.0f);
+  if (isas().empty()) GTEST_SKIP() << "no packed kernel on this CPU";
+  for (auto isa : isas()) {
+    IsaScope scope(isa);
+    const std::vector<float> a = {NAN, 1.0f};
+    const std::vector<float> w = {1.0f, 1.0f};
+    auto packed = cpu::pack_weights(w.data(), 1, 1, nullptr);
+    EXPECT_EQ(packed.isa, isa);
+    std::vector<float> c(2);
+    cpu::packed_gemm(a.data(), 1, 2, packed, cpu::PackedEpilogue::BiasLeaky, 0.3f, c.data(), 1);
+    EXPECT_TRUE(std::isnan(c[0]));
+    EXPECT_EQ(c[1], 1.0f);
+  }
 }
 
 TEST(CpuPackedGemm, OpenBlasPathGivesTheSameAnswers) {
@@ -75,12 +104,17 @@ TEST(CpuPackedGemm, OpenBlasPathGivesTheSameAnswers) {
     for (int j = 0; j < 9; ++j) s += std::exp(ref[c * 9 + j] - mx);
     for (int j = 0; j < 9; ++j) ref[c * 9 + j] = std::exp(ref[c * 9 + j] - mx) / s;
   }
-  auto y_default = run_cpu(m, x, ncol, 2);
-  cpu::set_packed_gemm_enabled(false);
-  auto y_blas = run_cpu(m, x, ncol, 2);
-  cpu::set_packed_gemm_enabled(true);
-  // The fp32 contract (1e-5); both paths sum the 70-long dot products in a different order than the reference.
-  EXPECT_LT(rel_err(y_default, ref), 1e-5);
+  std::vector<float> y_blas;
+  {
+    IsaScope scope(cpu::PackedIsa::None);
+    y_blas = run_cpu(m, x, ncol, 2);
+  }
+  // The fp32 contract (1e-5); every path sums the 70-long dot products in another order than the reference.
   EXPECT_LT(rel_err(y_blas, ref), 1e-5);
-  EXPECT_LT(rel_err(y_blas, to_double(y_default)), 1e-5);
+  for (auto isa : isas()) {
+    IsaScope scope(isa);
+    auto y = run_cpu(m, x, ncol, 2);
+    EXPECT_LT(rel_err(y, ref), 1e-5) << "isa " << static_cast<int>(isa);
+    EXPECT_LT(rel_err(y_blas, to_double(y)), 1e-5) << "isa " << static_cast<int>(isa);
+  }
 }

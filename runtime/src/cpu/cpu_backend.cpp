@@ -10,6 +10,9 @@
 // the weights, so splitting the columns costs nothing extra. FKB_CPU_THREADING=blas instead runs one block
 // at a time and lets OpenBLAS thread each GEMM (OpenBLAS path only), for comparison. All buffers are
 // allocated at compile time; run() allocates nothing.
+//
+// Custom layers (fkb/custom_layer.hpp) run their registered cpu function on the block. An error there is
+// collected (exceptions must not leave an OpenMP region) and thrown once the parallel loop is over.
 #include <cblas.h>
 #include <omp.h>
 #include <unistd.h>
@@ -24,6 +27,7 @@
 #include "cpu/cpu_kernels.hpp"
 #include "cpu/cpu_program.hpp"
 #include "cpu/packed_gemm.hpp"
+#include "custom_call.hpp"
 #include "fkb/backend.hpp"
 #include "fkb/error.hpp"
 
@@ -63,7 +67,7 @@ void set_blas_threads(int n) {
 
 enum class Threading { Blocks, Blas };
 
-class CpuPlan final : public Plan {
+class CpuPlan final : public CpuBlockPlan {
  public:
   CpuPlan(Program prog, const CompileOptions& opt) : prog_(std::move(prog)), max_batch_(opt.max_batch) {
     threads_ = opt.threads > 0 ? opt.threads : omp_get_max_threads();
@@ -135,7 +139,11 @@ class CpuPlan final : public Plan {
     }
     size_t max_in = 1;
     for (const auto& s : prog_.steps) max_in = std::max(max_in, s.in.size());
-    for (auto& wk : workers_) wk.ins.resize(max_in);
+    for (auto& wk : workers_) {
+      wk.ins.resize(max_in);
+      wk.xs.resize(prog_.inputs.size());
+      wk.ys.resize(prog_.outputs.size());
+    }
   }
 
   void run(const IoBinding& io, int64_t ncol) override {
@@ -156,7 +164,9 @@ class CpuPlan final : public Plan {
 
     if (threading_ == Threading::Blas) {
       set_blas_threads(threads_);
-      for (int64_t c0 = 0; c0 < ncol; c0 += block_) run_block(0, io, c0, std::min(block_, ncol - c0));
+      for (int64_t c0 = 0; c0 < ncol && !errors_.failed(); c0 += block_)
+        run_block(0, io, c0, std::min(block_, ncol - c0));
+      errors_.rethrow();
       return;
     }
     set_blas_threads(1);
@@ -173,15 +183,35 @@ class CpuPlan final : public Plan {
     const int64_t nblocks = (ncol + bs - 1) / bs;
     const int nt = static_cast<int>(std::min<int64_t>(threads_, nblocks));
     if (nt <= 1) {
-      for (int64_t b = 0; b < nblocks; ++b) run_block(0, io, b * bs, std::min(bs, ncol - b * bs));
+      for (int64_t b = 0; b < nblocks && !errors_.failed(); ++b) run_block(0, io, b * bs, std::min(bs, ncol - b * bs));
+      errors_.rethrow();
       return;
     }
 #pragma omp parallel num_threads(nt)
     {
       const int t = omp_get_thread_num();
 #pragma omp for schedule(dynamic, 1)
-      for (int64_t b = 0; b < nblocks; ++b) run_block(t, io, b * bs, std::min(bs, ncol - b * bs));
+      for (int64_t b = 0; b < nblocks; ++b)
+        if (!errors_.failed()) run_block(t, io, b * bs, std::min(bs, ncol - b * bs));
     }
+    errors_.rethrow();
+  }
+
+  // CpuBlockPlan
+  int64_t block_size() const override { return block_; }
+  int workers() const override { return nworkers_; }
+  void begin_parallel_blocks() override { set_blas_threads(threading_ == Threading::Blas ? threads_ : 1); }
+  std::exception_ptr run_block(int w, const float* const* x, float* const* y, int64_t b) noexcept override {
+    Worker& wk = workers_[w];
+    for (size_t i = 0; i < prog_.inputs.size(); ++i) wk.xs[i] = x[i];
+    for (size_t i = 0; i < prog_.outputs.size(); ++i) wk.ys[i] = redirect_[i] ? y[i] : nullptr;
+    std::exception_ptr err = execute(wk, b);
+    for (size_t i = 0; i < prog_.outputs.size(); ++i)
+      if (!redirect_[i]) {
+        const int v = prog_.outputs[i];
+        std::memcpy(y[i], wk.vp[v], sizeof(float) * static_cast<size_t>(b * prog_.values[v].features));
+      }
+    return err;
   }
 
   int64_t max_batch() const override { return max_batch_; }
@@ -195,7 +225,9 @@ class CpuPlan final : public Plan {
   struct Worker {
     Buffer mem;
     std::vector<float*> vp;          // pointer of each value for the current block
-    std::vector<const float*> ins;   // inputs of a merge/concat step
+    std::vector<const float*> ins;   // inputs of a merge/concat/custom step
+    std::vector<const float*> xs;    // the block's model inputs (float32)
+    std::vector<float*> ys;          // the block's model outputs written in place (nullptr: kept in a slot)
   };
 
   // out[rows][n] = a[rows][k] W, then the step's epilogue over the b columns of `fout` features each.
@@ -216,25 +248,41 @@ class CpuPlan final : public Plan {
   void run_block(int w, const IoBinding& io, int64_t col0, int64_t b) {
     Worker& wk = workers_[w];
     float* mem = wk.mem.get();
-    auto& vp = wk.vp;
-    for (size_t v = 0; v < prog_.values.size(); ++v)
-      if (prog_.values[v].slot >= 0) vp[v] = mem + slot_off_[prog_.values[v].slot];
     for (size_t i = 0; i < prog_.inputs.size(); ++i) {
-      const int v = prog_.inputs[i];
-      const int64_t f = prog_.values[v].features;
+      const int64_t f = prog_.values[prog_.inputs[i]].features;
       if (io.input_dtype == DType::F32) {
-        vp[v] = const_cast<float*>(static_cast<const float*>(io.inputs[i])) + col0 * f;
+        wk.xs[i] = static_cast<const float*>(io.inputs[i]) + col0 * f;
       } else {
-        vp[v] = mem + in_off_[i];
-        convert_f64_to_f32(static_cast<const double*>(io.inputs[i]) + col0 * f, vp[v], b * f);
+        convert_f64_to_f32(static_cast<const double*>(io.inputs[i]) + col0 * f, mem + in_off_[i], b * f);
+        wk.xs[i] = mem + in_off_[i];
       }
     }
-    if (io.output_dtype == DType::F32)
-      for (size_t i = 0; i < prog_.outputs.size(); ++i)
-        if (redirect_[i]) {
-          const int v = prog_.outputs[i];
-          vp[v] = static_cast<float*>(io.outputs[i]) + col0 * prog_.values[v].features;
-        }
+    for (size_t i = 0; i < prog_.outputs.size(); ++i)
+      wk.ys[i] = io.output_dtype == DType::F32 && redirect_[i]
+                     ? static_cast<float*>(io.outputs[i]) + col0 * prog_.values[prog_.outputs[i]].features
+                     : nullptr;
+    errors_.set(execute(wk, b));
+    for (size_t i = 0; i < prog_.outputs.size(); ++i) {
+      const int v = prog_.outputs[i];
+      const int64_t f = prog_.values[v].features;
+      if (io.output_dtype == DType::F64)
+        convert_f32_to_f64(wk.vp[v], static_cast<double*>(io.outputs[i]) + col0 * f, b * f);
+      else if (!wk.ys[i])
+        std::memcpy(static_cast<float*>(io.outputs[i]) + col0 * f, wk.vp[v], sizeof(float) * static_cast<size_t>(b * f));
+    }
+  }
+
+  // Run every step on a block of b columns whose model inputs are wk.xs (float32) and whose in-place outputs
+  // are wk.ys (nullptr: the output stays in its slot, wk.vp[value]). Returns a custom layer's error.
+  std::exception_ptr execute(Worker& wk, int64_t b) {
+    float* mem = wk.mem.get();
+    auto& vp = wk.vp;
+    std::exception_ptr err;
+    for (size_t v = 0; v < prog_.values.size(); ++v)
+      if (prog_.values[v].slot >= 0) vp[v] = mem + slot_off_[prog_.values[v].slot];
+    for (size_t i = 0; i < prog_.inputs.size(); ++i) vp[prog_.inputs[i]] = const_cast<float*>(wk.xs[i]);
+    for (size_t i = 0; i < prog_.outputs.size(); ++i)
+      if (wk.ys[i]) vp[prog_.outputs[i]] = wk.ys[i];
 
     for (size_t si = 0; si < prog_.steps.size(); ++si) {
       const Step& s = prog_.steps[si];
@@ -256,25 +304,21 @@ class CpuPlan final : public Plan {
         case StepKind::Affine: apply_affine(s, vp[s.in[0]], out, b, fout); break;
         case StepKind::Act: apply_activation(s, vp[s.in[0]], out, b, fout); break;
         case StepKind::Merge:
-        case StepKind::Concat: {
+        case StepKind::Concat:
+        case StepKind::Custom: {
           const float** in = wk.ins.data();
           for (size_t i = 0; i < s.in.size(); ++i) in[i] = vp[s.in[i]];
           if (s.kind == StepKind::Merge)
             apply_merge(s, in, static_cast<int>(s.in.size()), out, b, fout);
-          else
+          else if (s.kind == StepKind::Concat)
             apply_concat(s, in, out, b);
+          else if (!err)
+            err = s.custom->run_cpu(in, b, out);
           break;
         }
       }
     }
-    for (size_t i = 0; i < prog_.outputs.size(); ++i) {
-      const int v = prog_.outputs[i];
-      const int64_t f = prog_.values[v].features;
-      if (io.output_dtype == DType::F64)
-        convert_f32_to_f64(vp[v], static_cast<double*>(io.outputs[i]) + col0 * f, b * f);
-      else if (!redirect_[i])
-        std::memcpy(static_cast<float*>(io.outputs[i]) + col0 * f, vp[v], sizeof(float) * static_cast<size_t>(b * f));
-    }
+    return err;
   }
 
   Program prog_;
@@ -290,7 +334,25 @@ class CpuPlan final : public Plan {
   bool use_packed_ = false;
   std::vector<PackedWeights> packed_;
   std::vector<PackedEpilogue> packed_epi_;
+  ErrorSink errors_;
 };
+
+void check_compile_options(const CompileOptions& options) {
+  if (options.precision != Precision::FP32)
+    throw_error(Status::Unsupported, std::string("the CPU backend does not support precision '") +
+                                         precision_name(options.precision) + "'; accepted values: fp32");
+  if (options.max_batch < 1)
+    throw_error(Status::InvalidArgument, "max_batch must be >= 1, got " + std::to_string(options.max_batch));
+  if (options.threads < 0)
+    throw_error(Status::InvalidArgument, "threads must be >= 0 (0 = all cores), got " + std::to_string(options.threads));
+}
+
+void check_model(const Model& model) {
+  for (const auto& n : model.nodes) {
+    std::string why;
+    if (!cpu_supports(n, &why)) throw_error(Status::Unsupported, "layer '" + n.name + "': " + why);
+  }
+}
 
 class CpuBackend final : public Backend {
  public:
@@ -299,18 +361,8 @@ class CpuBackend final : public Backend {
   bool supports(const Model&, const Node& node, std::string* why) const override { return cpu_supports(node, why); }
 
   std::unique_ptr<Plan> compile(const Model& model, const CompileOptions& options) const override {
-    if (options.precision != Precision::FP32)
-      throw_error(Status::Unsupported, std::string("the CPU backend does not support precision '") +
-                                           precision_name(options.precision) + "'; accepted values: fp32");
-    if (options.max_batch < 1)
-      throw_error(Status::InvalidArgument, "max_batch must be >= 1, got " + std::to_string(options.max_batch));
-    if (options.threads < 0)
-      throw_error(Status::InvalidArgument, "threads must be >= 0 (0 = all cores), got " +
-                                               std::to_string(options.threads));
-    for (const auto& n : model.nodes) {
-      std::string why;
-      if (!cpu_supports(n, &why)) throw_error(Status::Unsupported, "layer '" + n.name + "': " + why);
-    }
+    check_compile_options(options);
+    check_model(model);
     return make_cpu_plan(compile_program(model), options);
   }
 };
@@ -322,6 +374,12 @@ std::unique_ptr<Plan> make_cpu_plan(Program program, const CompileOptions& optio
     throw_error(Status::Unsupported, std::string("the CPU backend does not support precision '") +
                                          precision_name(options.precision) + "'; accepted values: fp32");
   return std::make_unique<CpuPlan>(std::move(program), options);
+}
+
+std::unique_ptr<CpuBlockPlan> make_cpu_block_plan(const Model& model, const CompileOptions& options) {
+  check_compile_options(options);
+  check_model(model);
+  return std::make_unique<CpuPlan>(compile_program(model), options);
 }
 
 }  // namespace cpu

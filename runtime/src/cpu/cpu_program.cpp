@@ -5,6 +5,8 @@
 #include <cmath>
 #include <limits>
 
+#include "custom_call.hpp"
+#include "fkb/custom_layer.hpp"
 #include "fkb/error.hpp"
 
 namespace fkb::cpu {
@@ -123,7 +125,10 @@ struct Lowering {
         case OpKind::Dropout:
         case OpKind::Flatten:
         case OpKind::Reshape: node_value[ni] = vin; continue;
-        case OpKind::Custom: unsupported(n, "custom layers are not executed by the CPU backend");
+        case OpKind::Custom:
+          s.kind = StepKind::Custom;
+          s.custom = CustomCall::make(m, n);
+          break;
         case OpKind::Activation:
           if (n.activation.kind == ActKind::Linear) {
             node_value[ni] = vin;
@@ -341,7 +346,9 @@ struct Lowering {
       const int pi = producer(a.in[0]);
       if (pi < 0 || u[a.in[0]] != 1) continue;
       Step& g = p.steps[pi];
-      if (g.kind == StepKind::Concat || g.kind == StepKind::Act || !linear_epilogue(g.epi)) continue;
+      if (g.kind == StepKind::Concat || g.kind == StepKind::Act || g.kind == StepKind::Custom ||
+          !linear_epilogue(g.epi))
+        continue;
       g.epi.act = a.epi.act;
       g.epi.params = a.epi.params;
       g.epi.alpha = a.epi.alpha;
@@ -411,8 +418,10 @@ struct Lowering {
 }  // namespace
 
 bool cpu_supports(const Node& node, std::string* why) {
-  if (node.op == OpKind::Custom) {
-    if (why) *why = "custom layer class '" + node.keras_class + "' is not executed by the CPU backend";
+  if (node.op == OpKind::Custom && !find_custom_layer(node.keras_class)) {
+    if (why)
+      *why = "custom layer class '" + node.keras_class +
+             "' is not registered (fkb::register_custom_layer / fkb_register_layer)";
     return false;
   }
   return true;

@@ -8,14 +8,18 @@
 #pragma once
 
 #include <cstdint>
+#include <exception>
+#include <memory>
 #include <string>
 #include <vector>
-
-#include <memory>
 
 #include "fkb/activations.hpp"
 #include "fkb/backend.hpp"
 #include "fkb/model.hpp"
+
+namespace fkb {
+class CustomCall;
+}
 
 namespace fkb::cpu {
 
@@ -37,6 +41,7 @@ enum class StepKind {
   Act,     ///< element-wise activation / softmax only (the epilogue, out of place)
   Merge,   ///< Add, Subtract, Multiply, Average, Maximum, Minimum over equal shapes
   Concat,  ///< concatenation along a per-column axis
+  Custom,  ///< a registered custom layer: its cpu function on the block (fkb/custom_layer.hpp)
 };
 
 struct Step {
@@ -58,6 +63,8 @@ struct Step {
   // Concat: per column, `outer` repetitions of each input's `inner[i]` contiguous values
   int64_t outer = 1;
   std::vector<int64_t> inner;
+  // Custom
+  std::shared_ptr<const CustomCall> custom;
 
   Epilogue epi;
 };
@@ -86,7 +93,7 @@ struct LowerOptions {
 };
 
 /// Lower a model (shapes inferred) to a program. Throws Unsupported naming the layer for layers the CPU
-/// backend cannot run (custom layers).
+/// backend cannot run (custom layers whose class is not registered).
 Program compile_program(const Model& model, const LowerOptions& options = {});
 
 /// Whether the CPU backend can run this node; `why` gets the reason when not.
@@ -95,5 +102,25 @@ bool cpu_supports(const Node& node, std::string* why);
 /// A CPU plan for an already lowered program (make_cpu_backend()->compile() is lower + this). Tests use
 /// it to run programs lowered with folding off.
 std::unique_ptr<Plan> make_cpu_plan(Program program, const CompileOptions& options);
+
+/// A CPU plan that also runs single blocks of columns, for drivers that interleave several plans over one
+/// loop of column blocks (fkb::Ensemble runs every member on a block before the next block).
+class CpuBlockPlan : public Plan {
+ public:
+  /// Largest number of columns run_block takes.
+  virtual int64_t block_size() const = 0;
+  /// Number of independent workspaces: run_block calls with different `worker` (< workers()) may run
+  /// concurrently.
+  virtual int workers() const = 0;
+  /// Call once before a parallel loop of run_block calls (keeps OpenBLAS single-threaded inside it).
+  virtual void begin_parallel_blocks() = 0;
+  /// Run `b` (1..block_size()) columns: x[i] points at the block's first column of input i, y[j] at the
+  /// block's first column of output j (float32, [b][features] each). Allocates nothing and never throws: the
+  /// first error of a custom layer is returned (the outputs are then undefined).
+  virtual std::exception_ptr run_block(int worker, const float* const* x, float* const* y, int64_t b) noexcept = 0;
+};
+
+/// Lower and compile a model for the CPU as a CpuBlockPlan (same checks and errors as the CPU backend).
+std::unique_ptr<CpuBlockPlan> make_cpu_block_plan(const Model& model, const CompileOptions& options);
 
 }  // namespace fkb::cpu

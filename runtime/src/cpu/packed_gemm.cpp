@@ -1,5 +1,6 @@
-// AVX-512 micro-kernel GEMM over prepacked weights (see packed_gemm.hpp). Compiled for AVX-512 through
-// function target attributes only, and called only after a run-time CPU check.
+// Micro-kernel GEMMs over prepacked weights (see packed_gemm.hpp), for AVX-512 and for AVX2+FMA. Compiled
+// for those instruction sets through function target attributes only, and called only after a run-time
+// CPU check.
 #include "cpu/packed_gemm.hpp"
 
 #include <immintrin.h>
@@ -73,6 +74,63 @@ using TileFn = void (*)(const float*, int64_t, int64_t, const float*, const floa
 const TileFn kTiles[kMR + 1] = {nullptr,     tile_fn<1>, tile_fn<2>, tile_fn<3>,  tile_fn<4>,  tile_fn<5>, tile_fn<6>,
                                 tile_fn<7>,  tile_fn<8>, tile_fn<9>, tile_fn<10>, tile_fn<11>, tile_fn<12>};
 
+// AVX2: a 3 x 32 tile (12 accumulators of the 16 vector registers) over the same 32-column panels.
+constexpr int kMR2 = 3;
+
+template <int MR>
+__attribute__((target("avx2,fma"))) inline void tile2(const float* __restrict a, int64_t lda, int64_t k,
+                                                      const float* __restrict bp, const float* __restrict bias,
+                                                      PackedEpilogue epi, float alpha, float* __restrict c,
+                                                      int64_t ldc, int64_t cols) {
+  __m256 acc[MR][4];
+#pragma GCC unroll 4
+  for (int r = 0; r < MR; ++r)
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) acc[r][j] = _mm256_setzero_ps();
+  for (int64_t kk = 0; kk < k; ++kk) {
+    const float* b = bp + kk * kNR;
+    const __m256 b0 = _mm256_load_ps(b), b1 = _mm256_load_ps(b + 8), b2 = _mm256_load_ps(b + 16),
+                 b3 = _mm256_load_ps(b + 24);
+#pragma GCC unroll 4
+    for (int r = 0; r < MR; ++r) {
+      const __m256 av = _mm256_broadcast_ss(a + r * lda + kk);
+      acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
+      acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
+      acc[r][2] = _mm256_fmadd_ps(av, b2, acc[r][2]);
+      acc[r][3] = _mm256_fmadd_ps(av, b3, acc[r][3]);
+    }
+  }
+  const __m256 zero = _mm256_setzero_ps(), va = _mm256_set1_ps(alpha);
+  alignas(32) float tmp[kNR];
+#pragma GCC unroll 4
+  for (int r = 0; r < MR; ++r) {
+    float* dst = cols == kNR ? c + r * ldc : tmp;
+#pragma GCC unroll 4
+    for (int j = 0; j < 4; ++j) {
+      __m256 x = acc[r][j];
+      if (epi != PackedEpilogue::None) x = _mm256_add_ps(x, _mm256_load_ps(bias + 8 * j));
+      if (epi == PackedEpilogue::BiasLeaky)  // x >= 0 ? x : alpha * x (NaN: alpha * x)
+        x = _mm256_blendv_ps(_mm256_mul_ps(va, x), x, _mm256_cmp_ps(x, zero, _CMP_GE_OQ));
+      _mm256_storeu_ps(dst + 8 * j, x);
+    }
+    if (cols != kNR) std::memcpy(c + r * ldc, tmp, sizeof(float) * static_cast<size_t>(cols));
+  }
+}
+
+__attribute__((target("avx2,fma"))) void packed_gemm_avx2(const float* a, int64_t lda, int64_t m,
+                                                          const PackedWeights& w, PackedEpilogue epi, float alpha,
+                                                          float* c, int64_t ldc) {
+  for (int64_t pn = 0; pn < w.panels; ++pn) {
+    const float* bp = w.data.get() + pn * w.k * kNR;
+    const float* bias = w.bias.get() + pn * kNR;
+    const int64_t c0 = pn * kNR, cols = std::min<int64_t>(kNR, w.n - c0);
+    int64_t i = 0;
+    for (; i + kMR2 <= m; i += kMR2) tile2<kMR2>(a + i * lda, lda, w.k, bp, bias, epi, alpha, c + i * ldc + c0, ldc, cols);
+    if (m - i == 2) tile2<2>(a + i * lda, lda, w.k, bp, bias, epi, alpha, c + i * ldc + c0, ldc, cols);
+    if (m - i == 1) tile2<1>(a + i * lda, lda, w.k, bp, bias, epi, alpha, c + i * ldc + c0, ldc, cols);
+  }
+}
+
 __mmask16 mask_of(int64_t cols) {
   if (cols <= 0) return 0;
   if (cols >= 16) return 0xFFFF;
@@ -89,28 +147,40 @@ AlignedFloats alloc_aligned_floats(int64_t n) {
 }
 
 namespace {
-bool cpu_has_avx512() {
-  static const bool ok = [] {
+PackedIsa cpu_isa() {
+  static const PackedIsa isa = [] {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") != 0;
+    if (__builtin_cpu_supports("avx512f")) return PackedIsa::Avx512;
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return PackedIsa::Avx2;
+    return PackedIsa::None;
   }();
-  return ok;
+  return isa;
 }
-std::atomic<bool>& enabled_flag() {
-  static std::atomic<bool> flag{[] {
+std::atomic<int>& limit_flag() {
+  static std::atomic<int> flag{[] {
     const char* env = std::getenv("FKB_CPU_GEMM");
-    return !(env && std::string(env) == "openblas");
+    const std::string v = env ? env : "";
+    if (v == "openblas") return static_cast<int>(PackedIsa::None);
+    if (v == "avx2") return static_cast<int>(PackedIsa::Avx2);
+    return static_cast<int>(PackedIsa::Avx512);
   }()};
   return flag;
 }
 }  // namespace
 
-bool packed_gemm_available() { return cpu_has_avx512() && enabled_flag().load(); }
+PackedIsa packed_gemm_isa() {
+  return static_cast<PackedIsa>(std::min(static_cast<int>(cpu_isa()), limit_flag().load()));
+}
 
-void set_packed_gemm_enabled(bool enabled) { enabled_flag().store(enabled); }
+bool packed_gemm_available() { return packed_gemm_isa() != PackedIsa::None; }
+
+void set_packed_gemm_isa_limit(PackedIsa limit) { limit_flag().store(static_cast<int>(limit)); }
+
+void set_packed_gemm_enabled(bool enabled) { set_packed_gemm_isa_limit(enabled ? PackedIsa::Avx512 : PackedIsa::None); }
 
 PackedWeights pack_weights(const float* w, int64_t k, int64_t n, const float* bias) {
   PackedWeights p;
+  p.isa = packed_gemm_isa();
   p.k = k;
   p.n = n;
   p.panels = (n + kNR - 1) / kNR;
@@ -127,8 +197,10 @@ PackedWeights pack_weights(const float* w, int64_t k, int64_t n, const float* bi
   return p;
 }
 
-__attribute__((target("avx512f"))) void packed_gemm(const float* a, int64_t lda, int64_t m, const PackedWeights& w,
-                                                    PackedEpilogue epi, float alpha, float* c, int64_t ldc) {
+namespace {
+__attribute__((target("avx512f"))) void packed_gemm_avx512(const float* a, int64_t lda, int64_t m,
+                                                           const PackedWeights& w, PackedEpilogue epi, float alpha,
+                                                           float* c, int64_t ldc) {
   // Panel-outer: one 32-column panel of W (k x 128 bytes) stays in L1/L2 while the rows of A stream by.
   for (int64_t pn = 0; pn < w.panels; ++pn) {
     const float* bp = w.data.get() + pn * w.k * kNR;
@@ -139,6 +211,17 @@ __attribute__((target("avx512f"))) void packed_gemm(const float* a, int64_t lda,
     for (; i + kMR <= m; i += kMR) tile<kMR>(a + i * lda, lda, w.k, bp, bias, epi, alpha, c + i * ldc + c0, ldc, m0, m1);
     if (i < m) kTiles[m - i](a + i * lda, lda, w.k, bp, bias, epi, alpha, c + i * ldc + c0, ldc, m0, m1);
   }
+}
+}  // namespace
+
+void packed_gemm(const float* a, int64_t lda, int64_t m, const PackedWeights& w, PackedEpilogue epi, float alpha,
+                 float* c, int64_t ldc) {
+  switch (w.isa) {
+    case PackedIsa::Avx512: packed_gemm_avx512(a, lda, m, w, epi, alpha, c, ldc); return;
+    case PackedIsa::Avx2: packed_gemm_avx2(a, lda, m, w, epi, alpha, c, ldc); return;
+    case PackedIsa::None: break;
+  }
+  throw_error(Status::Internal, "packed_gemm called for weights packed without a kernel");
 }
 
 }  // namespace fkb::cpu

@@ -1,5 +1,5 @@
 // A GEMM with weights packed once at compile time and the bias + LeakyReLU epilogue applied in registers,
-// for CPUs with AVX-512 (selected at run time; no -march flags). Everywhere else, and when
+// for CPUs with AVX-512 or AVX2+FMA (selected at run time; no -march flags). Everywhere else, and when
 // FKB_CPU_GEMM=openblas, the CPU backend calls OpenBLAS' cblas_sgemm.
 //
 // Why: OpenBLAS repacks both operands on every call, which for the short column blocks of climate
@@ -21,22 +21,28 @@ using AlignedFloats = std::unique_ptr<float[], AlignedFree>;
 /// n floats, 64-byte aligned; throws OutOfMemory.
 AlignedFloats alloc_aligned_floats(int64_t n);
 
+/// Instruction sets of the packed kernel, in increasing order.
+enum class PackedIsa { None, Avx2, Avx512 };
+
 /// Weights W[k][n] (row-major, Keras' kernel layout) as panels of 32 columns: panel p holds
 /// W[kk][32p .. 32p+31] for kk = 0..k-1 contiguously, zero-padded past n; plus a zero-padded bias.
 struct PackedWeights {
+  PackedIsa isa = PackedIsa::None;  ///< the kernel packed_gemm runs for these weights
   int64_t k = 0, n = 0, panels = 0;
   AlignedFloats data;
   AlignedFloats bias;  ///< panels * 32 floats (zeros where the layer has no bias)
 };
 
-/// Whether plans compiled from now on use packed_gemm: the CPU has AVX-512F, FKB_CPU_GEMM is not "openblas",
-/// and set_packed_gemm_enabled(false) was not called.
-bool packed_gemm_available();
-/// Turn the packed kernel off (or back on, where the CPU has it) for plans compiled afterwards. For tests
-/// and measurements: it lets one machine exercise both GEMM paths.
-void set_packed_gemm_enabled(bool enabled);
+/// The kernel that plans compiled from now on use: the best the CPU has (AVX-512F, else AVX2 with FMA),
+/// capped by FKB_CPU_GEMM (openblas | avx2 | avx512) and by set_packed_gemm_isa_limit().
+PackedIsa packed_gemm_isa();
+bool packed_gemm_available();  ///< packed_gemm_isa() != None
+/// Cap the kernel for plans compiled afterwards (None = OpenBLAS). For tests and measurements: it lets one
+/// machine exercise every GEMM path.
+void set_packed_gemm_isa_limit(PackedIsa limit);
+void set_packed_gemm_enabled(bool enabled);  ///< limit None (false) or Avx512 (true)
 
-/// Pack W[k][n] and its bias (`bias` may be null: zeros).
+/// Pack W[k][n] and its bias (`bias` may be null: zeros) for the kernel packed_gemm_isa() names.
 PackedWeights pack_weights(const float* w, int64_t k, int64_t n, const float* bias);
 
 /// What the kernel applies before storing: nothing, + bias, or + bias then LeakyReLU(alpha)
