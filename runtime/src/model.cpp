@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <sstream>
 
+#include "fkb/custom_layer.hpp"
 #include "fkb/error.hpp"
 
 namespace fkb {
@@ -211,9 +212,35 @@ void Model::infer_shapes() {
         n.shape = {steps, n.units};
         break;
       }
-      case OpKind::Activation:
-      case OpKind::Dropout:
       case OpKind::Custom: {
+        // The registered implementation's output_shape (fkb/custom_layer.hpp) gives the shape.
+        auto impl = find_custom_layer(n.keras_class);
+        if (!impl)
+          throw_error(Status::Unsupported, "layer '" + n.name + "' has class '" + n.keras_class +
+                                               "', which is not a registered custom layer");
+        std::vector<Shape> ins;
+        for (int i : n.inputs) ins.push_back(nodes[i].shape);
+        Shape out;
+        try {
+          out = impl->output_shape(ins, n.config_json);
+        } catch (const Error& e) {
+          shape_error(n, std::string("the registered output_shape failed: ") + e.what());
+        } catch (const std::exception& e) {
+          shape_error(n, std::string("the registered output_shape failed: ") + e.what());
+        }
+        bool ok = !out.empty();
+        for (auto d : out) ok = ok && d >= 1;
+        if (!ok) {
+          std::string given;
+          for (const auto& s : ins) given += (given.empty() ? "" : ", ") + shape_str(s);
+          shape_error(n, "the registered output_shape returned " + shape_str(out) + " for input shape(s) " + given +
+                             "; a custom layer's per-column output shape needs at least one dimension, each >= 1");
+        }
+        n.shape = out;
+        break;
+      }
+      case OpKind::Activation:
+      case OpKind::Dropout: {
         n.shape = in;
         if (n.activation.kind == ActKind::Softmax && n.axis != -1 && per_column_axis(n, n.axis, in.size()) != (int)in.size() - 1)
           throw_error(Status::Unsupported, "layer '" + n.name + "': softmax over axis " + std::to_string(n.axis) +

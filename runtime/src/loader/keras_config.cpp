@@ -8,6 +8,7 @@
 #include <regex>
 #include <set>
 
+#include "fkb/custom_layer.hpp"
 #include "fkb/error.hpp"
 
 namespace fkb::keras {
@@ -362,6 +363,14 @@ std::vector<VarSpec> own_variables(const LayerSpec& l, int /*keras_major*/) {
   return v;
 }
 
+bool is_builtin_class(const std::string& cls) {
+  return is_model_class(cls) || layer_ops().count(cls) > 0;
+}
+
+bool is_registered_custom(const LayerSpec& l) {
+  return !l.is_model && !layer_ops().count(l.cls) && find_custom_layer(l.cls) != nullptr;
+}
+
 void check_supported(const LayerSpec& l, const std::string& where) {
   if (l.is_model) return;
   if (layer_ops().count(l.cls)) {
@@ -377,13 +386,18 @@ void check_supported(const LayerSpec& l, const std::string& where) {
       throw_error(Status::Unsupported, where + ": layer '" + l.name + "' (Normalization) has invert=True");
     return;
   }
+  if (is_registered_custom(l)) return;
   std::string hint;
   if (l.cls == "Lambda" || l.cls == "TFOpLambda" || l.cls == "SlicingOpLambda")
     hint = " (Lambda layers hold Python code, which FKB cannot run; rewrite it with standard layers)";
   else if (l.cls.find('>') != std::string::npos)
     hint = " (a custom layer class registered in Python; register a C++ implementation with FKB to load it)";
+  std::string registered;
+  for (const auto& r : registered_custom_layers()) registered += (registered.empty() ? "" : ", ") + r;
+  if (!registered.empty()) registered = ". Registered custom layers: " + registered;
   throw_error(Status::Unsupported, where + ": layer '" + l.name + "' has class '" + l.cls +
-                                       "', which FKB does not support" + hint + ". Supported: " + supported_list());
+                                       "', which FKB does not support" + hint + ". Supported: " + supported_list() +
+                                       registered);
 }
 
 void check_supported_tree(const LayerSpec& model, const std::string& where) {
@@ -634,7 +648,14 @@ class GraphBuilder {
     n.keras_class = l.cls;
     n.config_json = c.dump();
     auto op_it = layer_ops().find(l.cls);
-    if (op_it == layer_ops().end()) check_supported(l, where_);  // throws with the full message
+    if (op_it == layer_ops().end()) {
+      check_supported(l, where_);  // throws with the full message unless the class is a registered custom layer
+      // A registered custom layer: its Keras variables in the file's order, roles "0", "1", ...; the
+      // registered output_shape gives its shape (Model::infer_shapes).
+      n.op = OpKind::Custom;
+      for (size_t i = 0; i < l.weights.size(); ++i) n.weights[std::to_string(i)] = l.weights[i];
+      return n;
+    }
     n.op = op_it->second;
 
     // Weights: the leaf's own variables in Keras order, matched to roles.

@@ -44,6 +44,11 @@ struct VarSpec {
 };
 std::vector<VarSpec> own_variables(const LayerSpec& layer, int keras_major);
 
+/// Whether `cls` is a layer class FKB implements itself (Dense, ..., InputLayer and the model classes).
+bool is_builtin_class(const std::string& cls);
+/// Whether a leaf layer's class is served by a registered custom layer (fkb/custom_layer.hpp).
+bool is_registered_custom(const LayerSpec& layer);
+
 /// Whether FKB knows this layer class (Input, Dense, ... and the models). Throws Unsupported otherwise,
 /// naming the layer, its class and the supported classes.
 void check_supported(const LayerSpec& layer, const std::string& where);

@@ -57,6 +57,13 @@ std::string join(const std::vector<std::string>& v) {
   return s.empty() ? "none" : s;
 }
 
+bool has_custom(const LayerSpec& l) {
+  if (is_registered_custom(l)) return true;
+  for (const auto& c : l.layers)
+    if (has_custom(c)) return true;
+  return false;
+}
+
 void clear_weights(LayerSpec& l) {
   l.weights.clear();
   l.weight_names.clear();
@@ -69,6 +76,19 @@ void read_legacy_weights(hid_t group, const std::string& where, LayerSpec& model
   clear_weights(model);
   for (auto& child : model.layers) {
     if (child.cls == "InputLayer") continue;
+    if (is_registered_custom(child)) {
+      // A registered custom layer: FKB cannot know its variables from the config, so it takes every weight
+      // the file lists for it, in the file's order.
+      if (!h5::is_group(group, child.name)) continue;
+      const std::string lw = where + ": layer '" + child.name + "' (" + child.cls + ")";
+      h5::Handle g(H5Gopen2(group, child.name.c_str(), H5P_DEFAULT), h5::Handle::Kind::Group);
+      if (!g.valid()) throw_error(Status::FormatError, lw + ": weights group cannot be opened");
+      for (const auto& name : h5::attr_strings(g.get(), "weight_names", lw)) {
+        child.weights.push_back(h5::read_array(g.get(), name, lw));
+        child.weight_names.push_back(name);
+      }
+      continue;
+    }
     std::vector<Slot> slots, frozen;
     gather(child, keras_major, &slots, &frozen);
     slots.insert(slots.end(), frozen.begin(), frozen.end());
@@ -85,7 +105,10 @@ void read_legacy_weights(hid_t group, const std::string& where, LayerSpec& model
     if (names.size() != slots.size())
       throw_error(Status::FormatError, lw + ": the file lists " + std::to_string(names.size()) + " weight(s) (" +
                                            join(names) + ") but the config implies " + std::to_string(slots.size()) +
-                                           " (" + join(expected) + ")");
+                                           " (" + join(expected) + ")" +
+                                           (has_custom(child) ? "; custom layers with weights inside nested models "
+                                                                "are supported in .keras files only"
+                                                              : ""));
     for (size_t i = 0; i < names.size(); ++i) {
       const std::string role = var_role(names[i]);
       if (role != slots[i].var.role)
@@ -118,8 +141,18 @@ void read_keras3_weights(hid_t file, const std::string& base, const std::string&
       read_keras3_weights(file, path, where, child, keras_major);
       continue;
     }
-    const auto vars = own_variables(child, keras_major);
     const std::string lw = where + ": layer '" + child.name + "' (" + child.cls + ")";
+    if (is_registered_custom(child)) {
+      // A registered custom layer takes every variable the file holds for it: vars/0, vars/1, ...
+      for (size_t i = 0;; ++i) {
+        const std::string vpath = path + "/vars/" + std::to_string(i);
+        if (!h5::exists(file, vpath)) break;
+        child.weights.push_back(h5::read_array(file, vpath, lw));
+        child.weight_names.push_back(vpath);
+      }
+      continue;
+    }
+    const auto vars = own_variables(child, keras_major);
     for (size_t i = 0; i < vars.size(); ++i) {
       const std::string vpath = path + "/vars/" + std::to_string(i);
       if (!h5::exists(file, vpath))
