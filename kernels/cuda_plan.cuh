@@ -54,6 +54,7 @@ class CudaPlan final : public Plan {
   int64_t max_batch() const override { return max_batch_; }
   std::string device_name() const override { return device_name_; }
   PhaseTimes last_times() const override { return last_; }
+  bool host_readable(const void* p) const override { return classify(p) != Where::Device; }
 
   const Program& program() const { return prog_; }
   size_t graph_count() const { return graphs_.size(); }

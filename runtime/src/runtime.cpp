@@ -57,6 +57,10 @@ struct Runtime::Impl {
   template <typename T>
   void check_finite(const std::vector<const T*>& x, int64_t col0, int64_t ncol) const {
     for (size_t i = 0; i < x.size(); ++i) {
+      if (!plan->host_readable(x[i]))
+        throw_error(Status::Unsupported, "the non-finite policy 'error' checks inputs on the host, but input " +
+                                             std::to_string(i) +
+                                             " is GPU device memory; use the 'propagate' policy or host arrays");
       const int64_t f = model.input_size(static_cast<int>(i));
       const T* p = x[i] + col0 * f;
       for (int64_t c = 0; c < ncol; ++c) {

@@ -53,6 +53,9 @@ class Plan {
   virtual int64_t max_batch() const = 0;
   virtual std::string device_name() const = 0;  ///< "cpu" or "cuda:0 (NVIDIA H100 ...)"
   virtual PhaseTimes last_times() const { return {}; }
+  /// Whether the host can read memory at `p` (false for GPU device memory). Host-only checks (the
+  /// non-finite `error` policy) use it to refuse device pointers instead of reading them.
+  virtual bool host_readable(const void* /*p*/) const { return true; }
 };
 
 class Backend {
