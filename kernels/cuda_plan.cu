@@ -116,6 +116,7 @@ CudaPlan::CudaPlan(Program program, const CompileOptions& options, int device)
     }
     if (prog_.count_ops(OpType::GemmLt) > 0) FKB_CHECK_CUDA(cudaMalloc(&workspace_, tun_.workspace_bytes));
     allocate_batch_buffers(options.max_batch);
+    if (prog_.count_ops(OpType::Custom) > 0) custom_ = std::make_unique<CustomStaging>(prog_, max_batch_);
   } catch (...) {
     release();  // the destructor does not run when the constructor throws
     throw;
@@ -132,6 +133,7 @@ void CudaPlan::release() noexcept {
   if (s_h2d_) cudaStreamSynchronize(s_h2d_);
   if (s_d2h_) cudaStreamSynchronize(s_d2h_);
   destroy_graphs();
+  custom_.reset();
   free_batch_buffers();
   if (pinned_) cudaFreeHost(pinned_);
   pinned_ = nullptr;
@@ -391,6 +393,9 @@ void CudaPlan::record_op(const Op& o, int64_t c0, int64_t nc, Graph& g, cudaStre
       launch_im2col(a, o.n, st);
       return;
     }
+    case OpType::Custom:
+      custom_->enqueue(prog_, oi, roots, c0, nc, st);
+      return;
   }
 }
 
@@ -609,6 +614,7 @@ void CudaPlan::run(const IoBinding& io, int64_t ncol) {
     }
   }
   FKB_CHECK_CUDA(cudaStreamSynchronize(s_d2h_));
+  if (custom_) custom_->rethrow();  // a custom layer's host call failed during this run
 
   const size_t last = chunks.size() - 1;
   last_.h2d = elapsed_s(ev_start_, ev_h2d_[last]);

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "custom_staging.cuh"
 #include "fkb/backend.hpp"
 #include "gemm_lt.cuh"
 #include "lowering.hpp"
@@ -107,6 +108,7 @@ class CudaPlan final : public Plan {
   cudaEvent_t ev_h2d_[kMaxChunks] = {}, ev_comp_[kMaxChunks] = {}, ev_d2h_[kMaxChunks] = {};
 
   std::map<GraphKey, Graph> graphs_;
+  std::unique_ptr<CustomStaging> custom_;  // custom layers: host staging / their CUDA functions
   PhaseTimes last_;
 };
 

@@ -168,6 +168,15 @@ inline std::vector<std::vector<float>> emulate(const Program& p, const std::vect
         case OpType::Ew: emu::ew(p, o, blobs, roots.data(), ch.offset, ch.count); break;
         case OpType::Softmax: emu::softmax(p, o, blobs, roots.data(), ch.offset, ch.count); break;
         case OpType::Im2col: emu::im2col(p, o, roots.data(), ch.offset, ch.count); break;
+        case OpType::Custom: {
+          // What the CUDA plan's host staging does: the cpu function on the chunk's dense f32 buffers.
+          std::vector<const float*> ins;
+          for (int v : o.ins) ins.push_back(static_cast<const float*>(view_of(p, v, roots.data(), ch.offset).p));
+          float* out = static_cast<float*>(view_of(p, o.out, roots.data(), ch.offset).p);
+          if (auto err = p.customs[static_cast<size_t>(o.custom)]->run_cpu(ins.data(), ch.count, out))
+            std::rethrow_exception(err);
+          break;
+        }
       }
     }
     for (size_t j = 0; j < p.outputs.size(); ++j) {

@@ -30,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "custom_call.hpp"
 #include "elem.hpp"
 #include "fkb/backend.hpp"
 #include "fkb/error.hpp"
@@ -86,7 +87,7 @@ struct Value {
   bool slice() const { return ld != n || off != 0; }
 };
 
-enum class OpType { GemmLt, GemmFused, Ew, Softmax, Im2col };
+enum class OpType { GemmLt, GemmFused, Ew, Softmax, Im2col, Custom };
 enum class LtEpilogue { None, Bias, Relu, ReluBias };
 
 /// One kernel-level operation. Value ids refer to Program::values; blob ids to Program::blobs.
@@ -115,6 +116,8 @@ struct Op {
   int64_t L = 1;
   // Im2col
   int64_t steps_in = 0, cin = 0, ksize = 1, stride = 1, dilation = 1, pad_left = 0, steps_out = 0;
+  // Custom: Program::customs[custom] on dense float32 `ins`, writing dense float32 `out` (n per column)
+  int custom = -1;
 
   std::vector<int> reads() const {
     std::vector<int> r;
@@ -141,6 +144,7 @@ struct Program {
   DT operand_dt = DT::F32;   ///< GEMM operand type (weights and B)
   GemmEngine engine = GemmEngine::Lt;
   std::vector<std::string> notes;  ///< what was folded/fused/aliased (verbose output, tests)
+  std::vector<std::shared_ptr<const CustomCall>> customs;  ///< registered custom layers (OpType::Custom)
 
   /// Device bytes per column of the maximum batch (all slots, 256-byte alignment ignored).
   int64_t activation_bytes_per_col() const {
@@ -259,7 +263,7 @@ struct Epi {
   bool linear() const { return act == ActKind::Linear && !softmax; }
 };
 
-enum class SK { Gemm, Affine, Act, Merge, Concat, Cast };
+enum class SK { Gemm, Affine, Act, Merge, Concat, Cast, Custom };
 enum class AffineSource { BatchNorm, Normalization, Rescaling };
 
 struct Step {
@@ -285,6 +289,8 @@ struct Step {
   std::vector<int64_t> inner;
   std::vector<int64_t> starts;  ///< offset of each input inside one output row of sum(inner) values
   bool concat_last_axis = false;
+  // Custom
+  std::shared_ptr<const CustomCall> custom;
 
   Epi epi;
 };
@@ -397,7 +403,12 @@ class Lowerer {
           p_.values[vin].reshaped = true;
           node_value[ni] = vin;
           continue;
-        case OpKind::Custom: unsupported(n, "custom layers are not executed by the CUDA backend");
+        case OpKind::Custom:
+          // A registered custom layer: its cuda function on the plan's stream, or its cpu function through
+          // pinned host staging (cuda_plan.cu). Dense float32 in and out.
+          s.kind = SK::Custom;
+          s.custom = CustomCall::make(m_, n);
+          break;
         case OpKind::Activation:
           if (n.activation.kind == ActKind::Linear) {
             node_value[ni] = vin;
@@ -624,8 +635,8 @@ class Lowerer {
       const int pi = producer(a.in[0]);
       if (pi < 0 || u[a.in[0]] != 1) continue;
       Step& g = steps_[pi];
-      if (g.kind == SK::Concat || g.kind == SK::Act || g.kind == SK::Cast || !g.epi.linear() ||
-          !g.epi.alpha.empty())
+      if (g.kind == SK::Concat || g.kind == SK::Act || g.kind == SK::Cast || g.kind == SK::Custom ||
+          !g.epi.linear() || !g.epi.alpha.empty())
         continue;
       g.epi = a.epi;
       g.out = a.out;
@@ -715,7 +726,7 @@ class Lowerer {
         bool ok = !sliced[v] && !is_output(v) && !p_.values[v].reshaped && p_.values[v].input < 0 &&
                   std::count(s.in.begin(), s.in.end(), v) == 1 && p_.values[v].last == w;
         const int pi = ok ? producer(v) : -1;
-        if (pi < 0 || steps_[pi].kind == SK::Concat) ok = false;
+        if (pi < 0 || steps_[pi].kind == SK::Concat || steps_[pi].kind == SK::Custom) ok = false;
         if (ok) {
           Value& val = p_.values[v];
           val.root = outv.root;
@@ -752,6 +763,7 @@ class Lowerer {
           ++other_reads[r];
       }
       if (s.acc >= 0) ++other_reads[p_.values[s.acc].root];
+      if (s.kind == SK::Custom) ++other_reads[p_.values[s.out].root];  // custom layers write float32
     }
     for (int v : p_.outputs) ++other_reads[p_.values[v].root];
     for (size_t r = 0; r < p_.roots.size(); ++r)
@@ -992,6 +1004,32 @@ class Lowerer {
           }
           break;
         }
+        case SK::Custom: {
+          Op c;
+          c.type = OpType::Custom;
+          c.name = s.name;
+          for (int v : s.in) {
+            if (!p_.values[v].slice() && dt_of(v) == DT::F32) {
+              c.ins.push_back(v);
+              continue;
+            }
+            // A slice of a Concatenate output (or a non-f32 value): copied to a dense f32 buffer first.
+            Op e;
+            e.type = OpType::Ew;
+            e.name = s.name + "/dense_input";
+            e.ins = {v};
+            e.out = new_scratch(p_.values[v].n, DT::F32);
+            e.n = p_.values[v].n;
+            p_.ops.push_back(e);
+            c.ins.push_back(e.out);
+          }
+          c.out = s.out;
+          c.n = nout;
+          c.custom = static_cast<int>(p_.customs.size());
+          p_.customs.push_back(s.custom);
+          p_.ops.push_back(c);
+          break;
+        }
         case SK::Concat: {
           const int64_t row_total = p_.values[s.out].n / s.outer;  // one output row per outer index
           for (size_t i = 0; i < s.in.size(); ++i) {
@@ -1065,15 +1103,17 @@ class Lowerer {
 }  // namespace detail
 
 /// Lower a model (shapes inferred) for the CUDA backend. Throws Unsupported naming the layer for layers it
-/// cannot run (custom layers).
+/// cannot run (custom layers whose class is not registered).
 inline Program lower_model(const Model& model, const LowerOptions& options = {}) {
   return detail::Lowerer(model, options).run();
 }
 
-/// Whether the CUDA backend runs this node (every built-in op; not custom layers).
+/// Whether the CUDA backend runs this node (every built-in op; custom layers whose class is registered).
 inline bool cuda_supports(const Node& node, std::string* why) {
-  if (node.op == OpKind::Custom) {
-    if (why) *why = "custom layer class '" + node.keras_class + "' is not executed by the CUDA backend";
+  if (node.op == OpKind::Custom && !find_custom_layer(node.keras_class)) {
+    if (why)
+      *why = "custom layer class '" + node.keras_class +
+             "' is not registered (fkb::register_custom_layer / fkb_register_layer)";
     return false;
   }
   return true;

@@ -103,6 +103,67 @@ const char* fkb_status_name(int status);
 /* FKB's version string, e.g. "0.1.0". Never NULL. */
 const char* fkb_version(void);
 
+/* ---------------------------------------------------------------------------------------------------------------
+ * Ensembles: N Keras models of one architecture (different weights) run in one batched call that returns the
+ * ensemble mean and, optionally, the spread and every member's output (fkb/ensemble.hpp).
+ * ------------------------------------------------------------------------------------------------------------- */
+
+typedef struct fkb_ensemble_s* fkb_ensemble_t;
+
+/* Load an ensemble. path: a directory (every *.keras / *.h5 file in it, in name order), a list file
+ * (.txt, .lst or .list: one model path per line, relative to the list file; '#' comments and blank lines
+ * skipped) or a YAML config (.yaml / .yml: `members: [paths relative to the YAML]`, optional `device`,
+ * `precision`, `max_batch`, `threads`). device / precision NULL or "" and max_batch / threads 0 take the YAML's
+ * values, else the defaults ("auto", "fp32", 4096, all cores). Members must be single-input, single-output
+ * models of identical architecture; otherwise FKB_ERR_SHAPE_MISMATCH names the member file, the layer and both
+ * shapes. *ensemble is NULL after a failure. */
+int fkb_ensemble_load(const char* path, const char* device, const char* precision, int64_t max_batch,
+                      int32_t threads, fkb_ensemble_t* ensemble);
+
+/* Run all members on ncol columns. x: [ncol][n_inputs] (Fortran x(n_inputs, ncol)).
+ * mean: [ncol][n_outputs], required. spread: [ncol][n_outputs] or NULL: the POPULATION standard deviation over
+ * members, sqrt(sum (y_m - mean)^2 / n_members). members: [n_members][ncol][n_outputs] or NULL (Fortran
+ * members(n_outputs, ncol, n_members)). ncol = 0 is a no-op. Host pointers, or device pointers on CUDA. */
+int fkb_ensemble_predict_f32(fkb_ensemble_t ensemble, const float* x, int64_t ncol, float* mean, float* spread,
+                             float* members);
+int fkb_ensemble_predict_f64(fkb_ensemble_t ensemble, const double* x, int64_t ncol, double* mean, double* spread,
+                             double* members);
+
+int fkb_ensemble_n_members(fkb_ensemble_t ensemble, int64_t* n);
+int fkb_ensemble_n_inputs(fkb_ensemble_t ensemble, int64_t* n);
+int fkb_ensemble_n_outputs(fkb_ensemble_t ensemble, int64_t* n);
+/* e.g. "cpu (2 threads), cpu-blocked" or "cuda:0 (NVIDIA H100 ...), cuda-batched-gemm". */
+int fkb_ensemble_device_name(fkb_ensemble_t ensemble, char* buf, size_t buflen);
+/* NULL is allowed (no-op). */
+int fkb_ensemble_free(fkb_ensemble_t ensemble);
+
+/* ---------------------------------------------------------------------------------------------------------------
+ * Custom layers from C or Fortran: a Keras layer class FKB does not know, computed by a callback on the host
+ * (fkb/custom_layer.hpp has the C++ registry, with config access, weights and CUDA functions).
+ * ------------------------------------------------------------------------------------------------------------- */
+
+/* The layer: y = f(x) for ncol columns, x [ncol][nin] and y [ncol][nout] float32 (Fortran x(nin, ncol),
+ * y(nout, ncol)); nin is the flattened size of the layer's single input. Return 0 on success; any other value
+ * fails the predict call (a value 1..10 becomes that FKB status, others FKB_ERR_INTERNAL) with a message
+ * naming the layer. Called on blocks of columns, one call at a time (calls are serialized), on the host (the
+ * CUDA backend stages the layer's data through host memory). */
+typedef int (*fkb_layer_fn)(const float* x, int64_t ncol, int64_t nin, float* y, int64_t nout, void* user_data);
+
+/* The output size from the input size and the layer's Keras config (JSON text): set *nout (>= 1), return 0. */
+typedef int (*fkb_shape_fn)(int64_t nin, const char* config_json, int64_t* nout, void* user_data);
+
+/* Register `fn` for a Keras class name ("Name" matches "Name" and any "package>Name"; "package>Name" matches
+ * itself and the bare "Name" of .keras files). n_out > 0: the output has n_out values per column; n_out = 0:
+ * the output has the input's shape. Register before loading the models that use the class. Fails with
+ * FKB_ERR_INVALID_ARGUMENT when the class is already registered (fkb_unregister_layer it first), is a built-in
+ * Keras class, or fn is NULL. user_data is passed to every call (may be NULL). */
+int fkb_register_layer(const char* class_name, fkb_layer_fn fn, int64_t n_out, void* user_data);
+/* The same with a shape function instead of a fixed size. */
+int fkb_register_layer_ex(const char* class_name, fkb_layer_fn fn, fkb_shape_fn shape_fn, void* user_data);
+/* Remove a registration (the exact name given at registration). FKB_ERR_INVALID_ARGUMENT when not registered.
+ * Models already loaded keep the layer. */
+int fkb_unregister_layer(const char* class_name);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

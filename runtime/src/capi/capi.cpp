@@ -16,6 +16,7 @@
 #include "fkb/error.hpp"
 #include "fkb/model.hpp"
 #include "fkb/runtime.hpp"
+#include "capi/capi_internal.hpp"
 
 // The handle. The Runtime is built from `model` and may keep a reference to it, so the Model lives in
 // the same heap object and is destroyed after the Runtime (members are destroyed in reverse order).
@@ -40,42 +41,8 @@ static_assert(FKB_ERR_MPI == static_cast<int>(fkb::Status::MpiError), "");
 static_assert(FKB_ERR_OUT_OF_MEMORY == static_cast<int>(fkb::Status::OutOfMemory), "");
 static_assert(FKB_ERR_INTERNAL == static_cast<int>(fkb::Status::Internal), "");
 
-thread_local std::string t_last_error;
-
-[[noreturn]] void invalid(const std::string& msg) { fkb::throw_error(fkb::Status::InvalidArgument, msg); }
-
-// Run `body`, translate any exception into a status and the thread's last error.
-template <class F> int guarded(const char* fn, F&& body) noexcept {
-  try {
-    t_last_error.clear();
-    body();
-    return FKB_OK;
-  } catch (const fkb::Error& e) {
-    try {
-      t_last_error = e.what();
-    } catch (...) {
-    }
-    return static_cast<int>(e.status());
-  } catch (const std::bad_alloc&) {
-    try {
-      t_last_error = std::string(fn) + ": out of memory";
-    } catch (...) {
-    }
-    return FKB_ERR_OUT_OF_MEMORY;
-  } catch (const std::exception& e) {
-    try {
-      t_last_error = std::string(fn) + ": internal error: " + e.what();
-    } catch (...) {
-    }
-    return FKB_ERR_INTERNAL;
-  } catch (...) {
-    try {
-      t_last_error = std::string(fn) + ": internal error: unknown exception";
-    } catch (...) {
-    }
-    return FKB_ERR_INTERNAL;
-  }
-}
+using fkb::capi::guarded;
+using fkb::capi::invalid;
 
 // DESIGN.md: device is auto | cpu | cuda | cuda:N. Checked here so a typo fails before a large model is read.
 void check_device(const std::string& d) {
@@ -245,7 +212,7 @@ int fkb_free(fkb_model_t model) {
   return guarded("fkb_free", [&] { delete model; });
 }
 
-const char* fkb_last_error(void) { return t_last_error.c_str(); }
+const char* fkb_last_error(void) { return fkb::capi::last_error().c_str(); }
 
 const char* fkb_status_name(int status) {
   if (status < FKB_OK || status > FKB_ERR_INTERNAL)

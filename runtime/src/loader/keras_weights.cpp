@@ -57,6 +57,15 @@ std::string join(const std::vector<std::string>& v) {
   return s.empty() ? "none" : s;
 }
 
+// Whether an attribute exists with zero elements.
+bool attr_empty(hid_t loc, const char* name) {
+  if (!h5::has_attr(loc, name)) return false;
+  h5::Handle a(H5Aopen(loc, name, H5P_DEFAULT), h5::Handle::Kind::Attribute);
+  if (!a.valid()) return false;
+  h5::Handle space(H5Aget_space(a.get()), h5::Handle::Kind::Dataspace);
+  return space.valid() && H5Sget_simple_extent_npoints(space.get()) == 0;
+}
+
 bool has_custom(const LayerSpec& l) {
   if (is_registered_custom(l)) return true;
   for (const auto& c : l.layers)
@@ -83,6 +92,7 @@ void read_legacy_weights(hid_t group, const std::string& where, LayerSpec& model
       const std::string lw = where + ": layer '" + child.name + "' (" + child.cls + ")";
       h5::Handle g(H5Gopen2(group, child.name.c_str(), H5P_DEFAULT), h5::Handle::Kind::Group);
       if (!g.valid()) throw_error(Status::FormatError, lw + ": weights group cannot be opened");
+      if (attr_empty(g.get(), "weight_names")) continue;  // h5py writes an empty list as a 0-length float array
       for (const auto& name : h5::attr_strings(g.get(), "weight_names", lw)) {
         child.weights.push_back(h5::read_array(g.get(), name, lw));
         child.weight_names.push_back(name);
