@@ -19,14 +19,27 @@
 !> The model computes in its precision (fp32 by default) whatever the array kind; real64 arrays are
 !> converted inside FKB. x and y may be device arrays (OpenACC host_data / CUDA Fortran) when the model
 !> runs on a GPU.
+!>
+!> Ensembles (type fkb_ensemble): N Keras models of one architecture in one batched call:
+!>   type(fkb_ensemble) :: ens
+!>   call ens%load('ensemble.yaml', device='cpu')  ! or a directory of Keras files, or a list file
+!>   call ens%predict(x, mean)                      ! mean(n_outputs, ncol)
+!>   call ens%predict(x, mean, spread=sd, members=ym)  ! sd(n_outputs, ncol), ym(n_outputs, ncol, n_members)
+!> spread is the population standard deviation over members.
+!>
+!> Custom layers: a Keras layer class FKB does not know, computed by a bind(c) procedure on the host:
+!>   call fkb_register_layer('ScaledTanh', c_funloc(my_layer))   ! before loading the models that use it
+!> with my_layer matching the abstract interface fkb_layer_fn.
 module fkb
   use, intrinsic :: iso_c_binding, only: c_ptr, c_null_ptr, c_associated, c_char, c_null_char, c_int, &
-                                         c_int32_t, c_int64_t, c_float, c_double, c_size_t, c_loc, c_f_pointer
+                                         c_int32_t, c_int64_t, c_float, c_double, c_size_t, c_loc, c_f_pointer, &
+                                         c_funptr
   use, intrinsic :: iso_fortran_env, only: real32, real64, int64
   implicit none
   private
 
   public :: fkb_model, fkb_version, fkb_status_name
+  public :: fkb_ensemble, fkb_register_layer, fkb_unregister_layer, fkb_layer_fn
 
   !> Status codes (fkb.h / fkb::Status).
   integer, parameter, public :: FKB_OK = 0
@@ -60,6 +73,108 @@ module fkb
     generic :: assignment(=) => model_assign
     final :: model_finalize
   end type fkb_model
+
+  !> N Keras models of one architecture run in one batched call (fkb.h, fkb_ensemble_*).
+  type :: fkb_ensemble
+    private
+    type(c_ptr) :: handle = c_null_ptr
+    integer :: nin = 0, nout = 0, nmem = 0
+  contains
+    procedure :: load => ensemble_load
+    procedure, private :: ensemble_predict_r32
+    procedure, private :: ensemble_predict_r64
+    generic :: predict => ensemble_predict_r32, ensemble_predict_r64
+    procedure :: n_members => ensemble_n_members
+    procedure :: n_inputs => ensemble_n_inputs
+    procedure :: n_outputs => ensemble_n_outputs
+    procedure :: device_name => ensemble_device_name
+    procedure :: is_loaded => ensemble_is_loaded
+    procedure :: free => ensemble_free
+    procedure, private :: ensemble_assign
+    generic :: assignment(=) => ensemble_assign
+    final :: ensemble_finalize
+  end type fkb_ensemble
+
+  !> What a custom layer procedure looks like (fkb.h's fkb_layer_fn): y = f(x) for ncol columns, x(nin, ncol),
+  !> y(nout, ncol), float32; return 0 on success, or a status (1..10 becomes that FKB_ERR_* code). Write it
+  !> with bind(c) and pass c_funloc(it) to fkb_register_layer. Calls come one at a time, on blocks of columns.
+  abstract interface
+    integer(c_int) function fkb_layer_fn(x, ncol, nin, y, nout, user_data) bind(c)
+      import :: c_int, c_int64_t, c_float, c_ptr
+      integer(c_int64_t), value :: ncol, nin, nout
+      real(c_float), intent(in) :: x(nin, ncol)
+      real(c_float), intent(out) :: y(nout, ncol)
+      type(c_ptr), value :: user_data
+    end function fkb_layer_fn
+  end interface
+
+  interface
+    integer(c_int) function fkb_ensemble_load_c(path, device, precision, max_batch, threads, ens) &
+        bind(c, name='fkb_ensemble_load')
+      import :: c_int, c_char, c_int64_t, c_int32_t, c_ptr
+      character(kind=c_char), dimension(*), intent(in) :: path, device, precision
+      integer(c_int64_t), value :: max_batch
+      integer(c_int32_t), value :: threads
+      type(c_ptr), intent(out) :: ens
+    end function fkb_ensemble_load_c
+
+    integer(c_int) function fkb_ensemble_predict_f32_c(ens, x, ncol, mean, spread, members) &
+        bind(c, name='fkb_ensemble_predict_f32')
+      import :: c_int, c_ptr, c_int64_t
+      type(c_ptr), value :: ens, x, mean, spread, members
+      integer(c_int64_t), value :: ncol
+    end function fkb_ensemble_predict_f32_c
+
+    integer(c_int) function fkb_ensemble_predict_f64_c(ens, x, ncol, mean, spread, members) &
+        bind(c, name='fkb_ensemble_predict_f64')
+      import :: c_int, c_ptr, c_int64_t
+      type(c_ptr), value :: ens, x, mean, spread, members
+      integer(c_int64_t), value :: ncol
+    end function fkb_ensemble_predict_f64_c
+
+    integer(c_int) function fkb_ensemble_size_c(ens, n) bind(c, name='fkb_ensemble_n_members')
+      import :: c_int, c_ptr, c_int64_t
+      type(c_ptr), value :: ens
+      integer(c_int64_t), intent(out) :: n
+    end function fkb_ensemble_size_c
+
+    integer(c_int) function fkb_ensemble_n_inputs_c(ens, n) bind(c, name='fkb_ensemble_n_inputs')
+      import :: c_int, c_ptr, c_int64_t
+      type(c_ptr), value :: ens
+      integer(c_int64_t), intent(out) :: n
+    end function fkb_ensemble_n_inputs_c
+
+    integer(c_int) function fkb_ensemble_n_outputs_c(ens, n) bind(c, name='fkb_ensemble_n_outputs')
+      import :: c_int, c_ptr, c_int64_t
+      type(c_ptr), value :: ens
+      integer(c_int64_t), intent(out) :: n
+    end function fkb_ensemble_n_outputs_c
+
+    integer(c_int) function fkb_ensemble_device_name_c(ens, buf, buflen) bind(c, name='fkb_ensemble_device_name')
+      import :: c_int, c_ptr, c_char, c_size_t
+      type(c_ptr), value :: ens
+      character(kind=c_char), dimension(*), intent(out) :: buf
+      integer(c_size_t), value :: buflen
+    end function fkb_ensemble_device_name_c
+
+    integer(c_int) function fkb_ensemble_free_c(ens) bind(c, name='fkb_ensemble_free')
+      import :: c_int, c_ptr
+      type(c_ptr), value :: ens
+    end function fkb_ensemble_free_c
+
+    integer(c_int) function fkb_register_layer_c(class_name, fn, n_out, user_data) bind(c, name='fkb_register_layer')
+      import :: c_int, c_char, c_funptr, c_int64_t, c_ptr
+      character(kind=c_char), dimension(*), intent(in) :: class_name
+      type(c_funptr), value :: fn
+      integer(c_int64_t), value :: n_out
+      type(c_ptr), value :: user_data
+    end function fkb_register_layer_c
+
+    integer(c_int) function fkb_unregister_layer_c(class_name) bind(c, name='fkb_unregister_layer')
+      import :: c_int, c_char
+      character(kind=c_char), dimension(*), intent(in) :: class_name
+    end function fkb_unregister_layer_c
+  end interface
 
   interface
     integer(c_int) function fkb_load_ex_c(path, device, precision, max_batch, threads, config_path, model) &
@@ -427,5 +542,326 @@ contains
     self%nin = 0
     self%nout = 0
   end subroutine model_finalize
+
+  ! ------------------------------------------------------------------------------------------------
+  ! custom layers
+
+  !> Register a bind(c) procedure (matching fkb_layer_fn) for a Keras layer class, before loading the
+  !> models that use it. 'Name' matches 'Name' and any 'package>Name'; 'package>Name' matches itself and
+  !> the bare 'Name' of .keras files.
+  !>   fn         c_funloc(your procedure)
+  !>   n_out      values per column of the output (default 0 = the input's shape)
+  !>   user_data  passed to every call (default c_null_ptr)
+  !> Registering a class twice is an error (fkb_unregister_layer it first).
+  subroutine fkb_register_layer(class_name, fn, n_out, user_data, stat, errmsg)
+    character(len=*), intent(in) :: class_name
+    type(c_funptr), intent(in) :: fn
+    integer, intent(in), optional :: n_out
+    type(c_ptr), intent(in), optional :: user_data
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable, intent(out), optional :: errmsg
+    integer(c_int64_t) :: n
+    type(c_ptr) :: ud
+    integer(c_int) :: code
+    character(len=:), allocatable :: msg
+    n = 0
+    ud = c_null_ptr
+    if (present(n_out)) n = int(n_out, c_int64_t)
+    if (present(user_data)) ud = user_data
+    code = fkb_register_layer_c(c_string(class_name), fn, n, ud)
+    msg = c_message(code)
+    if (present(errmsg)) errmsg = msg
+    call report(int(code), msg, stat)
+  end subroutine fkb_register_layer
+
+  !> Remove a registration (the name given to fkb_register_layer). Models already loaded keep the layer.
+  subroutine fkb_unregister_layer(class_name, stat, errmsg)
+    character(len=*), intent(in) :: class_name
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable, intent(out), optional :: errmsg
+    integer(c_int) :: code
+    character(len=:), allocatable :: msg
+    code = fkb_unregister_layer_c(c_string(class_name))
+    msg = c_message(code)
+    if (present(errmsg)) errmsg = msg
+    call report(int(code), msg, stat)
+  end subroutine fkb_unregister_layer
+
+  ! ------------------------------------------------------------------------------------------------
+  ! fkb_ensemble
+
+  !> Load an ensemble: a directory of Keras files, a list file (.txt/.lst/.list, one path per line) or a
+  !> YAML config (.yaml/.yml). Options not given take the YAML's values, else the defaults. An ensemble
+  !> already loaded in `self` is freed first.
+  subroutine ensemble_load(self, path, device, precision, max_batch, threads, stat, errmsg)
+    class(fkb_ensemble), intent(inout) :: self
+    character(len=*), intent(in) :: path
+    character(len=*), intent(in), optional :: device, precision
+    integer, intent(in), optional :: max_batch, threads
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable, intent(out), optional :: errmsg
+    character(kind=c_char, len=:), allocatable :: c_device, c_precision
+    integer(c_int64_t) :: mb, n
+    integer(c_int32_t) :: nt
+    integer(c_int) :: code
+    type(c_ptr) :: h
+    character(len=:), allocatable :: msg
+
+    call self%free()
+    c_device = c_string('')
+    c_precision = c_string('')
+    mb = 0
+    nt = 0
+    if (present(device)) c_device = c_string(device)
+    if (present(precision)) c_precision = c_string(precision)
+    if (present(max_batch)) mb = int(max_batch, c_int64_t)
+    if (present(threads)) nt = int(threads, c_int32_t)
+    code = fkb_ensemble_load_c(c_string(path), c_device, c_precision, mb, nt, h)
+    if (code == FKB_OK) then
+      self%handle = h
+      code = fkb_ensemble_n_inputs_c(h, n)
+      if (code == FKB_OK) self%nin = int(n)
+      if (code == FKB_OK) code = fkb_ensemble_n_outputs_c(h, n)
+      if (code == FKB_OK) self%nout = int(n)
+      if (code == FKB_OK) code = fkb_ensemble_size_c(h, n)
+      if (code == FKB_OK) self%nmem = int(n)
+    end if
+    msg = c_message(code)
+    if (code /= FKB_OK) call self%free()
+    if (present(errmsg)) errmsg = msg
+    call report(int(code), msg, stat)
+  end subroutine ensemble_load
+
+  !> Shape checks shared by the real32/real64 predict. spread/members shapes are checked when given
+  !> (shape(...) = -1 when absent).
+  subroutine ensemble_check(self, xs, ms, ss, ys, code, msg)
+    class(fkb_ensemble), intent(in) :: self
+    integer(int64), intent(in) :: xs(2), ms(2), ss(2), ys(3)
+    integer, intent(out) :: code
+    character(len=:), allocatable, intent(out) :: msg
+    code = FKB_ERR_SHAPE_MISMATCH
+    msg = ''
+    if (.not. c_associated(self%handle)) then
+      code = FKB_ERR_INVALID_ARGUMENT
+      msg = 'fkb_ensemble%predict: the ensemble is not loaded (call load first)'
+    else if (xs(1) /= self%nin) then
+      msg = 'fkb_ensemble%predict: x has ' // itoa(xs(1)) // ' rows (size(x,1)) but the members take ' // &
+            itoa(int(self%nin, int64)) // ' inputs per column; x must be x(n_inputs, ncol)'
+    else if (ms(1) /= self%nout .or. ms(2) /= xs(2)) then
+      msg = 'fkb_ensemble%predict: mean is (' // itoa(ms(1)) // ', ' // itoa(ms(2)) // ') but must be (' // &
+            itoa(int(self%nout, int64)) // ', ' // itoa(xs(2)) // ') = (n_outputs, ncol)'
+    else if (ss(1) >= 0 .and. (ss(1) /= self%nout .or. ss(2) /= xs(2))) then
+      msg = 'fkb_ensemble%predict: spread is (' // itoa(ss(1)) // ', ' // itoa(ss(2)) // ') but must be (' // &
+            itoa(int(self%nout, int64)) // ', ' // itoa(xs(2)) // ') = (n_outputs, ncol)'
+    else if (ys(1) >= 0 .and. (ys(1) /= self%nout .or. ys(2) /= xs(2) .or. ys(3) /= self%nmem)) then
+      msg = 'fkb_ensemble%predict: members is (' // itoa(ys(1)) // ', ' // itoa(ys(2)) // ', ' // itoa(ys(3)) // &
+            ') but must be (' // itoa(int(self%nout, int64)) // ', ' // itoa(xs(2)) // ', ' // &
+            itoa(int(self%nmem, int64)) // ') = (n_outputs, ncol, n_members)'
+    else
+      code = FKB_OK
+    end if
+  end subroutine ensemble_check
+
+  !> mean = ensemble mean of the members on x(n_inputs, ncol); optional spread(n_outputs, ncol) (population
+  !> standard deviation) and members(n_outputs, ncol, n_members). real32.
+  subroutine ensemble_predict_r32(self, x, mean, spread, members, stat, errmsg)
+    class(fkb_ensemble), intent(in) :: self
+    real(real32), dimension(:, :), contiguous, target, intent(in) :: x
+    real(real32), dimension(:, :), contiguous, target, intent(inout) :: mean
+    real(real32), dimension(:, :), contiguous, target, intent(inout), optional :: spread
+    real(real32), dimension(:, :, :), contiguous, target, intent(inout), optional :: members
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable, intent(out), optional :: errmsg
+    integer :: code
+    character(len=:), allocatable :: msg
+    integer(int64) :: ss(2), ys(3)
+    type(c_ptr) :: ps, py
+    ss = -1
+    ys = -1
+    ps = c_null_ptr
+    py = c_null_ptr
+    if (present(spread)) then
+      ss = shape(spread, kind=int64)
+      if (size(spread) > 0) ps = c_loc(spread)
+    end if
+    if (present(members)) then
+      ys = shape(members, kind=int64)
+      if (size(members) > 0) py = c_loc(members)
+    end if
+    call ensemble_check(self, shape(x, kind=int64), shape(mean, kind=int64), ss, ys, code, msg)
+    if (code == FKB_OK .and. size(x, 2) > 0) then
+      code = int(fkb_ensemble_predict_f32_c(self%handle, c_loc(x), int(size(x, 2), c_int64_t), c_loc(mean), ps, py))
+      msg = c_message(int(code, c_int))
+    end if
+    if (present(errmsg)) errmsg = msg
+    call report(code, msg, stat)
+  end subroutine ensemble_predict_r32
+
+  !> The same for real64 arrays.
+  subroutine ensemble_predict_r64(self, x, mean, spread, members, stat, errmsg)
+    class(fkb_ensemble), intent(in) :: self
+    real(real64), dimension(:, :), contiguous, target, intent(in) :: x
+    real(real64), dimension(:, :), contiguous, target, intent(inout) :: mean
+    real(real64), dimension(:, :), contiguous, target, intent(inout), optional :: spread
+    real(real64), dimension(:, :, :), contiguous, target, intent(inout), optional :: members
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable, intent(out), optional :: errmsg
+    integer :: code
+    character(len=:), allocatable :: msg
+    integer(int64) :: ss(2), ys(3)
+    type(c_ptr) :: ps, py
+    ss = -1
+    ys = -1
+    ps = c_null_ptr
+    py = c_null_ptr
+    if (present(spread)) then
+      ss = shape(spread, kind=int64)
+      if (size(spread) > 0) ps = c_loc(spread)
+    end if
+    if (present(members)) then
+      ys = shape(members, kind=int64)
+      if (size(members) > 0) py = c_loc(members)
+    end if
+    call ensemble_check(self, shape(x, kind=int64), shape(mean, kind=int64), ss, ys, code, msg)
+    if (code == FKB_OK .and. size(x, 2) > 0) then
+      code = int(fkb_ensemble_predict_f64_c(self%handle, c_loc(x), int(size(x, 2), c_int64_t), c_loc(mean), ps, py))
+      msg = c_message(int(code, c_int))
+    end if
+    if (present(errmsg)) errmsg = msg
+    call report(code, msg, stat)
+  end subroutine ensemble_predict_r64
+
+  !> Number of members (0 and an error when not loaded).
+  integer function ensemble_n_members(self, stat, errmsg) result(n)
+    class(fkb_ensemble), intent(in) :: self
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable, intent(out), optional :: errmsg
+    character(len=:), allocatable :: msg
+    integer :: code
+    n = 0
+    code = FKB_OK
+    msg = ''
+    if (c_associated(self%handle)) then
+      n = self%nmem
+    else
+      code = FKB_ERR_INVALID_ARGUMENT
+      msg = 'fkb_ensemble%n_members: the ensemble is not loaded'
+    end if
+    if (present(errmsg)) errmsg = msg
+    call report(code, msg, stat)
+  end function ensemble_n_members
+
+  !> Features per column of the members' input.
+  integer function ensemble_n_inputs(self, stat, errmsg) result(n)
+    class(fkb_ensemble), intent(in) :: self
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable, intent(out), optional :: errmsg
+    character(len=:), allocatable :: msg
+    integer :: code
+    n = 0
+    code = FKB_OK
+    msg = ''
+    if (c_associated(self%handle)) then
+      n = self%nin
+    else
+      code = FKB_ERR_INVALID_ARGUMENT
+      msg = 'fkb_ensemble%n_inputs: the ensemble is not loaded'
+    end if
+    if (present(errmsg)) errmsg = msg
+    call report(code, msg, stat)
+  end function ensemble_n_inputs
+
+  !> Features per column of the members' output.
+  integer function ensemble_n_outputs(self, stat, errmsg) result(n)
+    class(fkb_ensemble), intent(in) :: self
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable, intent(out), optional :: errmsg
+    character(len=:), allocatable :: msg
+    integer :: code
+    n = 0
+    code = FKB_OK
+    msg = ''
+    if (c_associated(self%handle)) then
+      n = self%nout
+    else
+      code = FKB_ERR_INVALID_ARGUMENT
+      msg = 'fkb_ensemble%n_outputs: the ensemble is not loaded'
+    end if
+    if (present(errmsg)) errmsg = msg
+    call report(code, msg, stat)
+  end function ensemble_n_outputs
+
+  !> What runs it and how, e.g. 'cpu (2 threads), cpu-blocked'.
+  function ensemble_device_name(self, stat, errmsg) result(name)
+    class(fkb_ensemble), intent(in) :: self
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable, intent(out), optional :: errmsg
+    character(len=:), allocatable :: name
+    character(kind=c_char) :: buf(256)
+    integer(c_int) :: code
+    integer :: i
+    character(len=:), allocatable :: msg
+    name = ''
+    if (c_associated(self%handle)) then
+      code = fkb_ensemble_device_name_c(self%handle, buf, int(size(buf), c_size_t))
+      msg = c_message(code)
+      if (code == FKB_OK) then
+        do i = 1, size(buf)
+          if (buf(i) == c_null_char) exit
+          name = name // buf(i)
+        end do
+      end if
+    else
+      code = FKB_ERR_INVALID_ARGUMENT
+      msg = 'fkb_ensemble%device_name: the ensemble is not loaded'
+    end if
+    if (present(errmsg)) errmsg = msg
+    call report(int(code), msg, stat)
+  end function ensemble_device_name
+
+  !> Whether an ensemble is loaded.
+  pure logical function ensemble_is_loaded(self)
+    class(fkb_ensemble), intent(in) :: self
+    ensemble_is_loaded = c_associated(self%handle)
+  end function ensemble_is_loaded
+
+  !> Release the ensemble. Safe when not loaded, and safe to call twice.
+  subroutine ensemble_free(self, stat, errmsg)
+    class(fkb_ensemble), intent(inout) :: self
+    integer, intent(out), optional :: stat
+    character(len=:), allocatable, intent(out), optional :: errmsg
+    integer(c_int) :: code
+    code = FKB_OK
+    if (c_associated(self%handle)) code = fkb_ensemble_free_c(self%handle)
+    self%handle = c_null_ptr
+    self%nin = 0
+    self%nout = 0
+    self%nmem = 0
+    if (present(errmsg)) errmsg = c_message(code)
+    call report(int(code), c_message(code), stat)
+  end subroutine ensemble_free
+
+  !> Copying a loaded ensemble is an error (one handle, one owner); assigning one that is not loaded
+  !> releases the left-hand side.
+  subroutine ensemble_assign(lhs, rhs)
+    class(fkb_ensemble), intent(inout) :: lhs
+    class(fkb_ensemble), intent(in) :: rhs
+    if (c_associated(rhs%handle)) then
+      error stop 'fkb: an fkb_ensemble cannot be copied (two copies would free one ensemble twice); ' // &
+                 'pass it as an argument or use a pointer'
+    end if
+    call lhs%free()
+  end subroutine ensemble_assign
+
+  !> Finalizer: frees the ensemble when the variable goes out of scope or is deallocated.
+  impure elemental subroutine ensemble_finalize(self)
+    type(fkb_ensemble), intent(inout) :: self
+    integer(c_int) :: code
+    if (c_associated(self%handle)) code = fkb_ensemble_free_c(self%handle)
+    self%handle = c_null_ptr
+    self%nin = 0
+    self%nout = 0
+    self%nmem = 0
+  end subroutine ensemble_finalize
 
 end module fkb

@@ -8,6 +8,13 @@
 //   then ncol*nout reference outputs (Keras' own model.predict), likewise
 //
 // Values are written with 9 significant digits, which round-trips float32 exactly.
+//
+// A NAME that is a directory FIXTURES_DIR/NAME with a data.h5 (the ensemble fixtures of
+// make_ensemble_fixtures.py) is written as an ensemble file instead:
+//   lines 1-4: the members directory, the list file, the YAML config, the mismatch list file (absolute paths)
+//   line 5: nin nout ncol n_members
+//   then x (Fortran x(nin, ncol) order), Keras' mean (mean(nout, ncol)), numpy's population std
+//   (std(nout, ncol)) and every member's own output (members(nout, ncol, n_members)), one value per line
 // Usage: fkb_fixture_export FIXTURES_DIR OUT_DIR NAME...
 #include <hdf5.h>
 
@@ -54,6 +61,33 @@ Data read(const std::string& path, const std::string& name) {
   return out;
 }
 
+void write_values(std::FILE* f, const std::vector<float>& v) {
+  for (float x : v)
+    std::fprintf(f, "%.9g\n", x);
+}
+
+void export_ensemble(const std::string& dir, const std::string& out_dir, const std::string& name) {
+  const std::string base = dir + "/" + name, data = base + "/data.h5";
+  Data x = read(data, "input"), mean = read(data, "mean"), sd = read(data, "std"), mem = read(data, "members");
+  if (x.dims.size() != 2 || mem.dims.size() != 3 || mem.dims[1] != x.dims[0])
+    throw std::runtime_error("bad ensemble data in " + data);
+  const size_t ncol = x.dims[0], nin = x.dims[1], nmem = mem.dims[0], nout = mem.dims[2];
+  const std::string path = out_dir + "/" + name + ".txt";
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  if (!f)
+    throw std::runtime_error("cannot write " + path);
+  std::fprintf(f, "%s/members\n%s/members.txt\n%s/ensemble.yaml\n%s/ensemble_mismatch/members.txt\n", base.c_str(),
+               base.c_str(), base.c_str(), dir.c_str());
+  std::fprintf(f, "%zu %zu %zu %zu\n", nin, nout, ncol, nmem);
+  write_values(f, x.values);
+  write_values(f, mean.values);
+  write_values(f, sd.values);
+  write_values(f, mem.values);
+  std::fclose(f);
+  std::cout << "wrote " << path << " (ensemble of " << nmem << ", " << nin << " -> " << nout << ", " << ncol
+            << " columns)\n";
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -70,6 +104,10 @@ int main(int argc, char** argv) {
     std::filesystem::create_directories(out_dir);
     for (int a = 3; a < argc; ++a) {
       const std::string name = argv[a];
+      if (std::filesystem::exists(dir + "/" + name + "/data.h5")) {
+        export_ensemble(dir, out_dir, name);
+        continue;
+      }
       const nlohmann::json* entry = nullptr;
       for (const auto& e : manifest["fixtures"])
         if (e["name"] == name)

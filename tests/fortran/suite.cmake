@@ -5,11 +5,13 @@
 # fkb_fortran_test_suite(PREFIX <test-name prefix> LIBRARY <target providing modules fkb, fkb_physics>
 #   DATA_DIR <dir of <fixture>.txt files from fkb_fixture_export> WORK_DIR <scratch dir>
 #   [SETUP_FIXTURE <CTest fixture that writes DATA_DIR>]
-#   PARITY <fixtures...> SMALL <single-input fixture> PHYSICS <fixture>)
+#   PARITY <fixtures...> SMALL <single-input fixture> PHYSICS <fixture>
+#   [ENSEMBLE <ensemble export name>] [CUSTOM <fixtures holding the ScaledTanh custom layer...>])
 set(FKB_FORTRAN_SUITE_DIR ${CMAKE_CURRENT_LIST_DIR})
 
 function(fkb_fortran_test_suite)
-  cmake_parse_arguments(S "" "PREFIX;LIBRARY;DATA_DIR;WORK_DIR;SETUP_FIXTURE;SMALL;PHYSICS" "PARITY" ${ARGN})
+  cmake_parse_arguments(S "" "PREFIX;LIBRARY;DATA_DIR;WORK_DIR;SETUP_FIXTURE;SMALL;PHYSICS;ENSEMBLE" "PARITY;CUSTOM"
+    ${ARGN})
   set(d ${FKB_FORTRAN_SUITE_DIR})
   set(p ${S_PREFIX})
 
@@ -17,7 +19,14 @@ function(fkb_fortran_test_suite)
   set_target_properties(${p}test_util PROPERTIES Fortran_MODULE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/${p}mod)
   target_include_directories(${p}test_util PUBLIC ${CMAKE_CURRENT_BINARY_DIR}/${p}mod)
   target_link_libraries(${p}test_util PUBLIC ${S_LIBRARY})
-  foreach(t test_parity test_errors test_physics test_stop test_finalizer)
+  set(extra_tests)
+  if(S_ENSEMBLE)
+    list(APPEND extra_tests test_ensemble)
+  endif()
+  if(S_CUSTOM)
+    list(APPEND extra_tests test_custom_layer)
+  endif()
+  foreach(t test_parity test_errors test_physics test_stop test_finalizer ${extra_tests})
     add_executable(${p}${t} ${d}/${t}.f90)
     set_target_properties(${p}${t} PROPERTIES Fortran_MODULE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/${p}${t}_mod)
     target_link_libraries(${p}${t} PRIVATE ${p}test_util)
@@ -28,7 +37,7 @@ function(fkb_fortran_test_suite)
 
   if(CMAKE_Fortran_COMPILER_ID STREQUAL "GNU")
     # warnings fail the build (sentinel values are compared exactly on purpose)
-    foreach(t test_util test_parity test_errors test_physics test_stop test_finalizer leak_control)
+    foreach(t test_util test_parity test_errors test_physics test_stop test_finalizer leak_control ${extra_tests})
       target_compile_options(${p}${t} PRIVATE -std=f2018 -Wall -Wextra -Wno-compare-reals -Werror)
     endforeach()
   endif()
@@ -47,6 +56,19 @@ function(fkb_fortran_test_suite)
   add_test(NAME ${p}physics COMMAND ${p}test_physics ${data}/${S_PHYSICS}.txt ${work}/physics)
   add_test(NAME ${p}finalizer COMMAND ${p}test_finalizer ${small})
   list(APPEND tests ${p}parity ${p}errors ${p}physics ${p}finalizer)
+  # Ensembles (type fkb_ensemble) and a Fortran custom layer (fkb_register_layer), against Keras.
+  if(S_ENSEMBLE)
+    add_test(NAME ${p}ensemble COMMAND ${p}test_ensemble ${data}/${S_ENSEMBLE}.txt)
+    list(APPEND tests ${p}ensemble)
+  endif()
+  if(S_CUSTOM)
+    set(custom_files)
+    foreach(f ${S_CUSTOM})
+      list(APPEND custom_files ${data}/${f}.txt)
+    endforeach()
+    add_test(NAME ${p}custom_layer COMMAND ${p}test_custom_layer ${custom_files})
+    list(APPEND tests ${p}custom_layer)
+  endif()
 
   # Without stat: error stop with the message, nonzero exit.
   foreach(case "load_missing|missing_model.h5" "predict_shape|x has [0-9]+ rows"
