@@ -1,5 +1,8 @@
 // `fkb inspect MODEL [--json] [--config CFG]`: what a Keras file holds and whether FKB can run it.
+// `fkb inspect ENSEMBLE [--json]` (a directory of Keras files, a list file or a YAML ensemble config): the
+// member count, the shared architecture and each member's parameter count.
 #include <cstdio>
+#include <filesystem>
 #include <iostream>
 #include <memory>
 
@@ -7,6 +10,7 @@
 
 #include "commands.hpp"
 #include "fkb/backend.hpp"
+#include "fkb/ensemble.hpp"
 #include "fkb/error.hpp"
 #include "fkb/model.hpp"
 
@@ -22,7 +26,107 @@ struct InspectArgs {
 
 nlohmann::json shape_json(const Shape& s) { return nlohmann::json(s); }
 
+// The layer table of the single-model output, also used for an ensemble's shared architecture.
+void print_layer_table(const Model& m, const std::vector<bool>& ok, const std::vector<std::string>& why) {
+  std::printf("%-4s %-34s %-20s %-14s %-18s %10s %12s  %s\n", "#", "layer", "class", "output shape", "activation",
+              "params", "FLOPs/col", "runs");
+  std::printf("%s\n", std::string(124, '-').c_str());
+  for (size_t i = 0; i < m.nodes.size(); ++i) {
+    const Node& n = m.nodes[i];
+    const bool has_act = n.op == OpKind::Dense || n.op == OpKind::Conv1D || n.op == OpKind::Activation;
+    std::printf("%-4zu %-34s %-20s %-14s %-18s %10lld %12lld  %s\n", i, n.name.c_str(), n.keras_class.c_str(),
+                shape_str(n.shape).c_str(), has_act ? n.activation.keras_name.c_str() : "",
+                static_cast<long long>(n.param_count()), static_cast<long long>(node_flops(m, n)),
+                ok[i] ? "yes" : ("no: " + why[i]).c_str());
+  }
+  std::printf("%s\n", std::string(124, '-').c_str());
+}
+
+void run_inspect_ensemble(const InspectArgs& a) {
+  if (!a.config.empty())
+    throw_error(Status::InvalidArgument, "--config applies to a single weights-only model, not to an ensemble");
+  const EnsembleSpec spec = read_ensemble_spec(a.model);
+  std::vector<Model> members;
+  for (const auto& p : spec.members) members.push_back(Model::load(p));
+  check_same_architecture(members, spec.members);  // throws naming the member, layer and shapes
+  const Model& m = members[0];
+  auto cpu = make_cpu_backend();
+  std::vector<std::string> why(m.nodes.size());
+  std::vector<bool> ok(m.nodes.size());
+  bool all_ok = true;
+  for (size_t i = 0; i < m.nodes.size(); ++i) {
+    ok[i] = cpu->supports(m, m.nodes[i], &why[i]);
+    all_ok = all_ok && ok[i];
+  }
+  int64_t total = 0;
+  for (const auto& mm : members) total += mm.param_count();
+  std::error_code ec;
+  const std::string kind = std::filesystem::is_directory(a.model, ec) ? "directory"
+                           : (a.model.size() > 4 && (a.model.rfind(".yaml") == a.model.size() - 5 ||
+                                                     a.model.rfind(".yml") == a.model.size() - 4))
+                               ? "yaml"
+                               : "list";
+  const EnsembleOptions& o = spec.options;
+
+  if (a.json) {
+    nlohmann::json j;
+    j["ensemble"] = a.model;
+    j["kind"] = kind;
+    j["n_members"] = members.size();
+    j["options"] = {{"device", o.device}, {"precision", o.precision}, {"max_batch", o.max_batch},
+                    {"threads", o.threads}};
+    j["inputs"] = nlohmann::json::array({shape_json(m.input_shape(0))});
+    j["outputs"] = nlohmann::json::array({shape_json(m.output_shape(0))});
+    j["layers"] = nlohmann::json::array();
+    for (size_t i = 0; i < m.nodes.size(); ++i) {
+      const Node& n = m.nodes[i];
+      j["layers"].push_back({{"name", n.name}, {"class", n.keras_class}, {"op", op_name(n.op)}, {"output_shape", shape_json(n.shape)},
+                             {"activation", n.activation.keras_name}, {"params", n.param_count()},
+                             {"flops_per_column", node_flops(m, n)}, {"runnable", static_cast<bool>(ok[i])}});
+    }
+    j["members"] = nlohmann::json::array();
+    for (size_t i = 0; i < members.size(); ++i)
+      j["members"].push_back({{"file", spec.members[i]}, {"format", members[i].info.format},
+                              {"keras_version", members[i].info.keras_version},
+                              {"params", members[i].param_count()}});
+    j["params_per_member"] = m.param_count();
+    j["total_params"] = total;
+    j["flops_per_column"] = m.flops_per_column() * static_cast<int64_t>(members.size());
+    j["runnable"] = all_ok;
+    std::cout << j.dump(1) << "\n";
+    return;
+  }
+
+  std::printf("ensemble:      %s  (%s)\n", a.model.c_str(), kind.c_str());
+  std::printf("members:       %zu\n", members.size());
+  if (kind == "yaml")
+    std::printf("settings:      device %s, precision %s, max_batch %s, threads %s\n",
+                o.device.empty() ? "(default)" : o.device.c_str(), o.precision.empty() ? "(default)" : o.precision.c_str(),
+                o.max_batch ? std::to_string(o.max_batch).c_str() : "(default)",
+                o.threads ? std::to_string(o.threads).c_str() : "(default)");
+  std::printf("architecture:  shared by all members (layer names of member 0: %s)\n\n", spec.members[0].c_str());
+  print_layer_table(m, ok, why);
+  std::printf("inputs:        %s\noutputs:       %s\n", shape_str(m.input_shape(0)).c_str(),
+              shape_str(m.output_shape(0)).c_str());
+  std::printf("FLOPs/column:  %lld per member, %lld for the ensemble\n\n", static_cast<long long>(m.flops_per_column()),
+              static_cast<long long>(m.flops_per_column() * static_cast<int64_t>(members.size())));
+  std::printf("%-4s %-60s %-8s %-10s %12s\n", "#", "member", "format", "Keras", "params");
+  std::printf("%s\n", std::string(98, '-').c_str());
+  for (size_t i = 0; i < members.size(); ++i)
+    std::printf("%-4zu %-60s %-8s %-10s %12lld\n", i, spec.members[i].c_str(), members[i].info.format.c_str(),
+                members[i].info.keras_version.empty() ? "-" : members[i].info.keras_version.c_str(),
+                static_cast<long long>(members[i].param_count()));
+  std::printf("%s\n", std::string(98, '-').c_str());
+  std::printf("total params:  %lld (%lld per member)\n", static_cast<long long>(total),
+              static_cast<long long>(m.param_count()));
+  std::printf("runnable:      %s\n", all_ok ? "yes (every layer runs on the CPU backend)" : "no (see the layers above)");
+}
+
 void run_inspect(const InspectArgs& a) {
+  if (is_ensemble_path(a.model)) {
+    run_inspect_ensemble(a);
+    return;
+  }
   Model::LoadOptions lo;
   lo.config_path = a.config;
   const Model m = Model::load(a.model, lo);
@@ -78,18 +182,7 @@ void run_inspect(const InspectArgs& a) {
               m.info.keras_version.empty() ? "version not recorded" : m.info.keras_version.c_str(),
               m.info.backend.empty() ? "" : ", backend ", m.info.backend.c_str());
   std::printf("model:         %s \"%s\"\n\n", m.info.model_class.c_str(), m.info.name.c_str());
-  std::printf("%-4s %-34s %-20s %-14s %-18s %10s %12s  %s\n", "#", "layer", "class", "output shape", "activation",
-              "params", "FLOPs/col", "runs");
-  std::printf("%s\n", std::string(124, '-').c_str());
-  for (size_t i = 0; i < m.nodes.size(); ++i) {
-    const Node& n = m.nodes[i];
-    const bool has_act = n.op == OpKind::Dense || n.op == OpKind::Conv1D || n.op == OpKind::Activation;
-    std::printf("%-4zu %-34s %-20s %-14s %-18s %10lld %12lld  %s\n", i, n.name.c_str(), n.keras_class.c_str(),
-                shape_str(n.shape).c_str(), has_act ? n.activation.keras_name.c_str() : "",
-                static_cast<long long>(n.param_count()), static_cast<long long>(node_flops(m, n)),
-                ok[i] ? "yes" : ("no: " + why[i]).c_str());
-  }
-  std::printf("%s\n", std::string(124, '-').c_str());
+  print_layer_table(m, ok, why);
   std::printf("inputs:        ");
   for (int i = 0; i < m.num_inputs(); ++i) std::printf("%s%s", i ? ", " : "", shape_str(m.input_shape(i)).c_str());
   std::printf("\noutputs:       ");
@@ -104,7 +197,10 @@ void run_inspect(const InspectArgs& a) {
 void register_inspect(CLI::App& app) {
   auto args = std::make_shared<InspectArgs>();
   auto* sub = app.add_subcommand("inspect", "Show a Keras model's layers, shapes, parameters and FLOPs");
-  sub->add_option("model", args->model, "Keras file (.h5 or .keras)")->required();
+  sub->add_option("model", args->model,
+                  "Keras file (.h5 or .keras), or an ensemble: a directory of Keras files, a list file "
+                  "(.txt/.lst/.list) or a YAML config (.yaml/.yml)")
+      ->required();
   sub->add_option("--config", args->config, "architecture JSON/YAML for a weights-only file");
   sub->add_flag("--json", args->json, "print JSON instead of a table");
   sub->callback([args] { run_inspect(*args); });
