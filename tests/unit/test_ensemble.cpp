@@ -263,3 +263,18 @@ TEST(Ensemble, PathKinds) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST(Ensemble, ExampleConfigLoads) {
+  // configs/ensemble_example.yaml names the fixture directory; device auto falls back to the CPU here.
+  fkb::EnsembleOptions o;
+  o.verbose = false;
+  fkb::Ensemble ens = fkb::Ensemble::load(std::string(FKB_SOURCE_DIR) + "/configs/ensemble_example.yaml", o);
+  EXPECT_EQ(ens.n_members(), 8);
+  EXPECT_EQ(ens.max_batch(), 4096);
+  if (fkb::cuda_device_count() == 0) EXPECT_EQ(ens.engine(), "cpu-blocked");
+  check_against_keras<float>(ens, "configs/ensemble_example.yaml");
+}
+
+}  // namespace
