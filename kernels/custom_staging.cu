@@ -43,8 +43,7 @@ CustomStaging::~CustomStaging() {
   for (void* q : pinned_) cudaFreeHost(q);
 }
 
-void CustomStaging::enqueue(const Program& p, size_t oi, char* const* roots, int64_t c0, int64_t nc,
-                            cudaStream_t st) {
+void CustomStaging::enqueue(const Program& p, size_t oi, char* const* roots, int64_t c0, int64_t nc, cudaStream_t st) {
   const Op& o = p.ops[oi];
   const CustomCall& call = *p.customs[static_cast<size_t>(o.custom)];
   std::vector<const float*> dev_in;
@@ -68,12 +67,12 @@ void CustomStaging::enqueue(const Program& p, size_t oi, char* const* roots, int
   }
   for (size_t i = 0; i < o.ins.size(); ++i) {
     const int64_t n = p.values[static_cast<size_t>(o.ins[i])].n;
-    FKB_CHECK_CUDA(cudaMemcpyAsync(const_cast<float*>(rec->ins[i]), dev_in[i], static_cast<size_t>(nc * n) * sizeof(float),
-                                   cudaMemcpyDeviceToHost, st));
+    FKB_CHECK_CUDA(cudaMemcpyAsync(const_cast<float*>(rec->ins[i]), dev_in[i],
+                                   static_cast<size_t>(nc * n) * sizeof(float), cudaMemcpyDeviceToHost, st));
   }
   FKB_CHECK_CUDA(cudaLaunchHostFunc(st, run_host_call, rec.get()));
-  FKB_CHECK_CUDA(cudaMemcpyAsync(dev_out, rec->out, static_cast<size_t>(nc * o.n) * sizeof(float),
-                                 cudaMemcpyHostToDevice, st));
+  FKB_CHECK_CUDA(
+      cudaMemcpyAsync(dev_out, rec->out, static_cast<size_t>(nc * o.n) * sizeof(float), cudaMemcpyHostToDevice, st));
 }
 
 }  // namespace fkb::cuda

@@ -21,7 +21,7 @@
 namespace fkb::cuda {
 
 class CustomStaging {
- public:
+public:
   /// Pinned buffers for every custom op of `p` without a CUDA function, for `max_batch` columns.
   CustomStaging(const Program& p, int64_t max_batch);
   ~CustomStaging();
@@ -42,7 +42,7 @@ class CustomStaging {
     ErrorSink* errors = nullptr;
   };
 
- private:
+private:
   struct OpBuffers {
     std::vector<float*> ins;  // pinned, max_batch columns each
     float* out = nullptr;

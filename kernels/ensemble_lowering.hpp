@@ -151,8 +151,8 @@ inline bool lower_batched_ensemble(const std::vector<const Model*>& members, Pre
 }
 
 /// The per-element epilogue of a layer (shared by the CUDA kernel and the emulator).
-FKB_HD float batched_epilogue(float v, const float* bias_row, int64_t j, const ActKind* kinds,
-                              const ActParams* params, int nacts) {
+FKB_HD float batched_epilogue(float v, const float* bias_row, int64_t j, const ActKind* kinds, const ActParams* params,
+                              int nacts) {
   if (bias_row) v += bias_row[j];
   for (int a = 0; a < nacts; ++a) v = activate(kinds[a], v, params[a]);
   return v;
@@ -185,8 +185,8 @@ inline void emulate_batched_ensemble(const BatchedEnsembleProgram& p, const floa
     for (int64_t e = 0; e < g.batch * g.stride_c; ++e) {
       const int64_t mb = e / (nc * L.n), j = e % L.n;
       const float* brow = L.bias ? p.biases[l].data() + mb * L.n : nullptr;
-      out[static_cast<size_t>(e)] =
-          batched_epilogue(out[static_cast<size_t>(e)], brow, j, kinds.data(), params.data(), static_cast<int>(kinds.size()));
+      out[static_cast<size_t>(e)] = batched_epilogue(out[static_cast<size_t>(e)], brow, j, kinds.data(), params.data(),
+                                                     static_cast<int>(kinds.size()));
     }
     in.swap(out);
   }

@@ -38,8 +38,8 @@ int blocks_for(int64_t work) {
 }
 
 struct EpilogueArgs {
-  float* y = nullptr;          ///< [M][nc][n], in place
-  const float* bias = nullptr; ///< [M][n] or null
+  float* y = nullptr;           ///< [M][nc][n], in place
+  const float* bias = nullptr;  ///< [M][n] or null
   int64_t nc = 0, n = 0, members = 0;
   ActKind kinds[kMaxActs];
   ActParams params[kMaxActs];
@@ -64,8 +64,8 @@ __global__ void __launch_bounds__(kThreads) to_f32_kernel(const double* in, floa
 
 // ys: [M][n] compact (n = nc * nout) float32. mean/spread: [n]; members: member m at members + m * mstride.
 template <typename T>
-__global__ void __launch_bounds__(kThreads) reduce_kernel(const float* ys, int64_t members_count, int64_t n, T* mean,
-                                                         T* spread, T* members, int64_t mstride) {
+__global__ void __launch_bounds__(kThreads)
+    reduce_kernel(const float* ys, int64_t members_count, int64_t n, T* mean, T* spread, T* members, int64_t mstride) {
   for (int64_t e = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; e < n;
        e += static_cast<int64_t>(gridDim.x) * kThreads) {
     double s = 0.0;
@@ -101,14 +101,14 @@ void check_device_index(int index) {
     throw_error(Status::CudaError, "the CUDA ensemble needs a CUDA device, and none is usable on this machine; use "
                                    "device 'cpu' or 'auto'");
   if (index < 0 || index >= n)
-    throw_error(Status::CudaError, "CUDA device index " + std::to_string(index) + " is out of range: this machine has " +
-                                       std::to_string(n) + " CUDA device(s)");
+    throw_error(Status::CudaError, "CUDA device index " + std::to_string(index) +
+                                       " is out of range: this machine has " + std::to_string(n) + " CUDA device(s)");
 }
 
 // The part both engines share: the caller's input on the device as float32, the members' outputs reduced
 // into the caller's buffers (device directly, host through staging).
 class EnsembleIoStage {
- public:
+public:
   EnsembleIoStage(int64_t members, int64_t nin, int64_t nout, int64_t max_batch)
       : m_(members), nin_(nin), nout_(nout), max_batch_(max_batch) {}
   ~EnsembleIoStage() { release(); }
@@ -153,19 +153,18 @@ class EnsembleIoStage {
     char* s_mean = stage;
     char* s_spread = stage + max_batch_ * nout_ * es;
     char* s_members = stage + 2 * max_batch_ * nout_ * es;
-    const bool dm = on_device(io.mean), ds = io.spread && on_device(io.spread), dmem = io.members && on_device(io.members);
+    const bool dm = on_device(io.mean), ds = io.spread && on_device(io.spread),
+               dmem = io.members && on_device(io.members);
     void* mean = dm ? io.mean : s_mean;
     void* spread = io.spread ? (ds ? io.spread : s_spread) : nullptr;
     void* members = io.members ? (dmem ? io.members : s_members) : nullptr;
     const int64_t mstride = dmem ? io.member_stride : n;
     if (f64)
-      reduce_kernel<double><<<blocks_for(n), kThreads, 0, st>>>(ys, m_, n, static_cast<double*>(mean),
-                                                                static_cast<double*>(spread),
-                                                                static_cast<double*>(members), mstride);
+      reduce_kernel<double><<<blocks_for(n), kThreads, 0, st>>>(
+          ys, m_, n, static_cast<double*>(mean), static_cast<double*>(spread), static_cast<double*>(members), mstride);
     else
-      reduce_kernel<float><<<blocks_for(n), kThreads, 0, st>>>(ys, m_, n, static_cast<float*>(mean),
-                                                              static_cast<float*>(spread), static_cast<float*>(members),
-                                                              mstride);
+      reduce_kernel<float><<<blocks_for(n), kThreads, 0, st>>>(
+          ys, m_, n, static_cast<float*>(mean), static_cast<float*>(spread), static_cast<float*>(members), mstride);
     FKB_CHECK_LAUNCH();
     const size_t bytes = static_cast<size_t>(n * es);
     if (!dm) FKB_CHECK_CUDA(cudaMemcpyAsync(io.mean, s_mean, bytes, cudaMemcpyDeviceToHost, st));
@@ -176,7 +175,7 @@ class EnsembleIoStage {
     FKB_CHECK_CUDA(cudaStreamSynchronize(st));
   }
 
- private:
+private:
   int64_t m_, nin_, nout_, max_batch_;
   void* x_raw_ = nullptr;
   float* x32_ = nullptr;
@@ -192,7 +191,7 @@ std::string device_label(int device) {
 // ---------------------------------------------------------------------------------------------------------------------
 
 class BatchedEnsemble final : public EnsembleEngine {
- public:
+public:
   BatchedEnsemble(BatchedEnsembleProgram prog, const CompileOptions& co)
       : prog_(std::move(prog)), device_(co.device_index), max_batch_(co.max_batch),
         io_(prog_.members, prog_.nin, prog_.nout, co.max_batch) {
@@ -224,8 +223,8 @@ class BatchedEnsemble final : public EnsembleEngine {
 
   void run(const EnsembleIo& io, int64_t nc) override {
     if (nc < 1 || nc > max_batch_)
-      throw_error(Status::InvalidArgument, "CUDA ensemble: ncol " + std::to_string(nc) + " is outside 1.." +
-                                               std::to_string(max_batch_));
+      throw_error(Status::InvalidArgument,
+                  "CUDA ensemble: ncol " + std::to_string(nc) + " is outside 1.." + std::to_string(max_batch_));
     DeviceGuard guard(device_);
     NvtxRange range("fkb::ensemble::batched");
     const float* in = io_.input(io, nc, stream_);
@@ -267,7 +266,7 @@ class BatchedEnsemble final : public EnsembleEngine {
   std::string device_name() const override { return name_; }
   std::string name() const override { return "cuda-batched-gemm"; }
 
- private:
+private:
   float* upload(const std::vector<float>& v) {
     float* p = nullptr;
     FKB_CHECK_CUDA(cudaMalloc(&p, std::max<size_t>(v.size(), 1) * sizeof(float)));
@@ -311,7 +310,7 @@ class BatchedEnsemble final : public EnsembleEngine {
 // ---------------------------------------------------------------------------------------------------------------------
 
 class PerMemberEnsemble final : public EnsembleEngine {
- public:
+public:
   PerMemberEnsemble(const std::vector<const Model*>& members, const CompileOptions& co)
       : device_(co.device_index), nin_(members[0]->input_size(0)), nout_(members[0]->output_size(0)) {
     check_device_index(device_);
@@ -339,8 +338,8 @@ class PerMemberEnsemble final : public EnsembleEngine {
 
   void run(const EnsembleIo& io, int64_t nc) override {
     if (nc < 1 || nc > max_batch_)
-      throw_error(Status::InvalidArgument, "CUDA ensemble: ncol " + std::to_string(nc) + " is outside 1.." +
-                                               std::to_string(max_batch_));
+      throw_error(Status::InvalidArgument,
+                  "CUDA ensemble: ncol " + std::to_string(nc) + " is outside 1.." + std::to_string(max_batch_));
     DeviceGuard guard(device_);
     NvtxRange range("fkb::ensemble::per_member");
     // The input goes to the device once (as float32); every member's plan then reads device memory.
@@ -359,7 +358,7 @@ class PerMemberEnsemble final : public EnsembleEngine {
   std::string device_name() const override { return name_; }
   std::string name() const override { return "cuda-per-member"; }
 
- private:
+private:
   void release() noexcept {
     if (stream_) cudaStreamSynchronize(stream_);
     if (io_) io_->release();

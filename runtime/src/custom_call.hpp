@@ -17,7 +17,7 @@
 namespace fkb {
 
 class CustomCall {
- public:
+public:
   /// Look up the node's class in the registry and prepare it. Throws Unsupported naming the layer when the
   /// class is not registered; rethrows `prepare`'s errors with the layer's name.
   static std::shared_ptr<const CustomCall> make(const Model& model, const Node& node);
@@ -35,7 +35,7 @@ class CustomCall {
   /// Run the device implementation (has_cuda() must hold). Throws fkb::Error naming the layer.
   void run_cuda(const float* const* inputs, int64_t ncol, float* output, void* stream) const;
 
- private:
+private:
   CustomCall() = default;
   std::shared_ptr<const CustomLayer> impl_;
   std::vector<Array> weights_;
@@ -45,7 +45,7 @@ class CustomCall {
 
 /// Collects the first error raised by custom layers inside a parallel region, rethrown after it.
 class ErrorSink {
- public:
+public:
   void set(std::exception_ptr e) noexcept {
     if (!e) return;
     std::lock_guard<std::mutex> lock(mu_);
@@ -65,7 +65,7 @@ class ErrorSink {
     if (e) std::rethrow_exception(e);
   }
 
- private:
+private:
   std::mutex mu_;
   std::exception_ptr first_;
   std::atomic<bool> failed_{false};

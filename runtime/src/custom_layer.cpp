@@ -52,8 +52,8 @@ void register_custom_layer(const std::string& class_name, CustomLayer layer) {
   Registry& r = registry();
   std::lock_guard<std::mutex> lock(r.mu);
   if (r.layers.count(class_name))
-    throw_error(Status::InvalidArgument, "register_custom_layer: '" + class_name +
-                                             "' is already registered (unregister_custom_layer it first)");
+    throw_error(Status::InvalidArgument,
+                "register_custom_layer: '" + class_name + "' is already registered (unregister_custom_layer it first)");
   r.layers[class_name] = std::make_shared<const CustomLayer>(std::move(layer));
 }
 

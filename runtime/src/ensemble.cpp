@@ -165,8 +165,8 @@ DeviceChoice parse_device(const std::string& d) {
     c.automatic = true;
   } else if (d == "cuda") {
     c.cuda = true;
-  } else if (d.size() > 5 && d.compare(0, 5, "cuda:") == 0 && d.find_first_not_of("0123456789", 5) == std::string::npos &&
-             d.size() <= 14) {
+  } else if (d.size() > 5 && d.compare(0, 5, "cuda:") == 0 &&
+             d.find_first_not_of("0123456789", 5) == std::string::npos && d.size() <= 14) {
     c.cuda = true;
     c.index = std::atoi(d.c_str() + 5);
   } else {
@@ -185,7 +185,7 @@ struct FreeDeleter {
 };
 
 class CpuEnsembleEngine final : public EnsembleEngine {
- public:
+public:
   CpuEnsembleEngine(const std::vector<const Model*>& members, const CompileOptions& co)
       : nin_(members[0]->input_size(0)), nout_(members[0]->output_size(0)), max_batch_(co.max_batch) {
     for (const Model* m : members) plans_.push_back(cpu::make_cpu_block_plan(*m, co));
@@ -207,7 +207,8 @@ class CpuEnsembleEngine final : public EnsembleEngine {
   void run(const EnsembleIo& io, int64_t ncol) override {
     const int64_t nm = static_cast<int64_t>(plans_.size());
     int64_t bs = block_;
-    if (workers_ > 1 && ncol < bs * workers_) bs = std::clamp<int64_t>(round_up((ncol + workers_ - 1) / workers_, 8), 8, block_);
+    if (workers_ > 1 && ncol < bs * workers_)
+      bs = std::clamp<int64_t>(round_up((ncol + workers_ - 1) / workers_, 8), 8, block_);
     const int64_t nblocks = (ncol + bs - 1) / bs;
     const int nt = static_cast<int>(std::min<int64_t>(workers_, nblocks));
     for (auto& p : plans_) p->begin_parallel_blocks();
@@ -229,7 +230,7 @@ class CpuEnsembleEngine final : public EnsembleEngine {
   std::string device_name() const override { return plans_[0]->device_name(); }
   std::string name() const override { return "cpu-blocked"; }
 
- private:
+private:
   // Every member on columns [c0, c0 + b), then the reduction. Allocates nothing; never throws.
   void block(int w, const EnsembleIo& io, int64_t c0, int64_t b, int64_t nm) noexcept {
     float* ws = mem_.get() + per_worker_ * w;
@@ -324,8 +325,8 @@ void check_same_architecture(const std::vector<Model>& members, const std::vecto
   const Model& a = members[0];
   for (size_t mi = 1; mi < members.size(); ++mi) {
     const Model& b = members[mi];
-    const std::string head = "ensemble member '" + name(mi) + "' does not have the architecture of member '" +
-                             name(0) + "': ";
+    const std::string head =
+        "ensemble member '" + name(mi) + "' does not have the architecture of member '" + name(0) + "': ";
     auto fail = [&](const std::string& what) { throw_error(Status::ShapeMismatch, head + what); };
     if (b.num_inputs() != a.num_inputs() || b.num_outputs() != a.num_outputs())
       fail("it has " + std::to_string(b.num_inputs()) + " input(s) and " + std::to_string(b.num_outputs()) +
@@ -346,8 +347,7 @@ void check_same_architecture(const std::vector<Model>& members, const std::vecto
         fail(at + " has weights " + weight_shapes(y) + " where " + theirs + " has " + weight_shapes(x));
       if (x.units != y.units || x.use_bias != y.use_bias || x.kernel_size != y.kernel_size || x.stride != y.stride ||
           x.dilation != y.dilation || x.padding != y.padding || x.axis != y.axis || x.epsilon != y.epsilon ||
-          x.target_shape != y.target_shape ||
-          (x.op == OpKind::Custom && x.config_json != y.config_json))
+          x.target_shape != y.target_shape || (x.op == OpKind::Custom && x.config_json != y.config_json))
         fail(at + " has another configuration than " + theirs);
     }
     if (a.nodes.size() != b.nodes.size())
@@ -366,9 +366,9 @@ struct Ensemble::Impl {
   std::unique_ptr<EnsembleEngine> engine;
   int64_t nin = 0, nout = 0;
 
-  template <typename T>
-  void predict(const T* x, int64_t ncol, T* mean, T* spread, T* mem, DType dt) {
-    if (ncol < 0) throw_error(Status::InvalidArgument, "ensemble predict: ncol must be >= 0, got " + std::to_string(ncol));
+  template <typename T> void predict(const T* x, int64_t ncol, T* mean, T* spread, T* mem, DType dt) {
+    if (ncol < 0)
+      throw_error(Status::InvalidArgument, "ensemble predict: ncol must be >= 0, got " + std::to_string(ncol));
     if (ncol == 0) return;
     if (!x) throw_error(Status::InvalidArgument, "ensemble predict: x is a null pointer");
     if (!mean) throw_error(Status::InvalidArgument, "ensemble predict: mean is a null pointer");

@@ -14,16 +14,16 @@ namespace fkb {
 
 /// One batched run of all members over a chunk of columns.
 struct EnsembleIo {
-  const void* x = nullptr;  ///< [ncol][nin]
-  void* mean = nullptr;     ///< [ncol][nout]
-  void* spread = nullptr;   ///< [ncol][nout] or null
-  void* members = nullptr;  ///< member m's first column of this chunk at members + m * member_stride elements
+  const void* x = nullptr;    ///< [ncol][nin]
+  void* mean = nullptr;       ///< [ncol][nout]
+  void* spread = nullptr;     ///< [ncol][nout] or null
+  void* members = nullptr;    ///< member m's first column of this chunk at members + m * member_stride elements
   int64_t member_stride = 0;  ///< elements between two members' blocks (the whole call's ncol * nout)
   DType dtype = DType::F32;   ///< of x, mean, spread, members
 };
 
 class EnsembleEngine {
- public:
+public:
   virtual ~EnsembleEngine() = default;
   /// 1 <= ncol <= max_batch().
   virtual void run(const EnsembleIo& io, int64_t ncol) = 0;

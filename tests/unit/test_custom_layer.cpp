@@ -167,7 +167,7 @@ TEST(CustomLayer, RegistryRules) {
     Registration r("otherpkg>ScaledTanh", scaled_tanh());
     EXPECT_NE(fkb::find_custom_layer("ScaledTanh"), nullptr);
     EXPECT_EQ(fkb::find_custom_layer("fkbtest>ScaledTanh"), nullptr);
-    EXPECT_NO_THROW(fkb::Model::load(fixture_path("k3_custom.keras")));  // "ScaledTanh" in .keras
+    EXPECT_NO_THROW(fkb::Model::load(fixture_path("k3_custom.keras")));        // "ScaledTanh" in .keras
     EXPECT_THROW(fkb::Model::load(fixture_path("k3_custom.h5")), fkb::Error);  // "fkbtest>ScaledTanh" in .h5
   }
   // Re-registering after unregistering works, and a new implementation is used by new plans.
@@ -238,11 +238,14 @@ void expect_bad_shape(std::function<fkb::Shape(const std::vector<fkb::Shape>&, c
 TEST(CustomLayer, BadOutputShapes) {
   expect_bad_shape([](const std::vector<fkb::Shape>&, const std::string&) { return fkb::Shape{}; }, "returned ()");
   expect_bad_shape([](const std::vector<fkb::Shape>&, const std::string&) { return fkb::Shape{0}; }, "returned (0,)");
-  expect_bad_shape([](const std::vector<fkb::Shape>&, const std::string&) { return fkb::Shape{6, -1}; },
-                   "returned (6, -1)");
-  expect_bad_shape([](const std::vector<fkb::Shape>&, const std::string&) -> fkb::Shape {
-    throw std::runtime_error("no such scale");
-  }, "no such scale");
+  expect_bad_shape(
+      [](const std::vector<fkb::Shape>&, const std::string&) {
+        return fkb::Shape{6, -1};
+      },
+      "returned (6, -1)");
+  expect_bad_shape([](const std::vector<fkb::Shape>&,
+                      const std::string&) -> fkb::Shape { throw std::runtime_error("no such scale"); },
+                   "no such scale");
   // A valid shape that does not fit the next layer: the next Dense's kernel check names it.
   fkb::CustomLayer l = scaled_tanh();
   l.output_shape = [](const std::vector<fkb::Shape>&, const std::string&) { return fkb::Shape{7}; };

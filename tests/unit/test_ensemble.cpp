@@ -55,8 +55,7 @@ fkb::EnsembleOptions cpu(int64_t max_batch = 0, int threads = 0) {
   return o;
 }
 
-template <typename T>
-void check_against_keras(fkb::Ensemble& ens, const std::string& what) {
+template <typename T> void check_against_keras(fkb::Ensemble& ens, const std::string& what) {
   const Ref& r = ref();
   ASSERT_EQ(ens.n_members(), r.nmem());
   ASSERT_EQ(ens.n_inputs(), r.nin());
@@ -106,7 +105,7 @@ TEST(Ensemble, ChunksBlocksAndThreads) {
   fkb::EnsembleOptions o;
   o.verbose = false;
   fkb::Ensemble from_yaml = fkb::Ensemble::load(fixture_path("ensemble8/ensemble.yaml"), o);
-  EXPECT_EQ(from_yaml.max_batch(), 16);  // the YAML's max_batch
+  EXPECT_EQ(from_yaml.max_batch(), 16);          // the YAML's max_batch
   EXPECT_EQ(from_yaml.engine(), "cpu-blocked");  // the YAML's device: cpu
   check_against_keras<double>(from_yaml, "yaml options");
   // Column by column.
@@ -122,7 +121,8 @@ TEST(Ensemble, ChunksBlocksAndThreads) {
 
 TEST(Ensemble, ModelsInMemoryAndSingleMember) {
   std::vector<fkb::Model> ms;
-  for (int m = 0; m < 3; ++m) ms.push_back(fkb::Model::load(fixture_path("ensemble8/members/member_0" + std::to_string(m) + ".keras")));
+  for (int m = 0; m < 3; ++m)
+    ms.push_back(fkb::Model::load(fixture_path("ensemble8/members/member_0" + std::to_string(m) + ".keras")));
   fkb::Ensemble three(ms, cpu());
   EXPECT_EQ(three.n_members(), 3);
   EXPECT_EQ(three.member_name(2), "#2");
@@ -171,7 +171,8 @@ TEST(Ensemble, RejectsMemberOfAnotherWidth) {
 
 TEST(Ensemble, RejectsMemberWithAnotherActivation) {
   std::vector<fkb::Model> ms;
-  for (int m = 0; m < 2; ++m) ms.push_back(fkb::Model::load(fixture_path("ensemble8/members/member_0" + std::to_string(m) + ".keras")));
+  for (int m = 0; m < 2; ++m)
+    ms.push_back(fkb::Model::load(fixture_path("ensemble8/members/member_0" + std::to_string(m) + ".keras")));
   for (auto& n : ms[1].nodes)
     if (n.op == fkb::OpKind::Dense && n.activation.kind == fkb::ActKind::Tanh) {
       n.activation.kind = fkb::ActKind::Sigmoid;

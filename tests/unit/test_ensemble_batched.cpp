@@ -19,8 +19,8 @@ using fkb::test::relative_max_error;
 std::vector<fkb::Model> members() {
   std::vector<fkb::Model> ms;
   for (int m = 0; m < 8; ++m)
-    ms.push_back(fkb::Model::load(fixture_path("ensemble8/members/member_0" + std::to_string(m) +
-                                               (m < 6 ? ".keras" : ".h5"))));
+    ms.push_back(
+        fkb::Model::load(fixture_path("ensemble8/members/member_0" + std::to_string(m) + (m < 6 ? ".keras" : ".h5"))));
   return ms;
 }
 

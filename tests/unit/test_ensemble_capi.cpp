@@ -45,8 +45,7 @@ TEST(EnsembleCApi, PredictAgreesWithKeras) {
       EXPECT_LE(relative_max_error(mem32.data() + m * n, members.values.data() + m * n, n), 1e-5) << p << " " << m;
 
     std::vector<double> x64(x.values.begin(), x.values.end()), m64(n), s64(n);
-    ASSERT_EQ(fkb_ensemble_predict_f64(e, x64.data(), nc, m64.data(), s64.data(), nullptr), FKB_OK)
-        << fkb_last_error();
+    ASSERT_EQ(fkb_ensemble_predict_f64(e, x64.data(), nc, m64.data(), s64.data(), nullptr), FKB_OK) << fkb_last_error();
     std::vector<float> m64f(m64.begin(), m64.end()), s64f(s64.begin(), s64.end());
     EXPECT_LE(relative_max_error(m64f.data(), mean.values.data(), n), 1e-5) << p;
     EXPECT_LE(relative_max_error(s64f.data(), sd.values.data(), n), 1e-5) << p;

@@ -34,8 +34,7 @@ TEST(EnsembleCli, InspectTextAndJson) {
     for (const auto& f : km["members"])
       EXPECT_NE(out.find(f.get<std::string>().substr(8)), std::string::npos) << f << "\n" << out;  // "members/" off
 
-    ASSERT_EQ(fkb::test::run_command(fkb::test::cli() + " inspect --json " + fixture_path(p) + " 2>/dev/null", &out),
-              0)
+    ASSERT_EQ(fkb::test::run_command(fkb::test::cli() + " inspect --json " + fixture_path(p) + " 2>/dev/null", &out), 0)
         << out;
     const auto j = nlohmann::json::parse(out);
     EXPECT_EQ(j["n_members"], 8);
@@ -47,7 +46,8 @@ TEST(EnsembleCli, InspectTextAndJson) {
     EXPECT_EQ(j["runnable"], true);
   }
   std::string out;
-  ASSERT_EQ(fkb::test::run_command(fkb::test::cli() + " inspect --json " + fixture_path("ensemble8/ensemble.yaml"), &out), 0);
+  ASSERT_EQ(
+      fkb::test::run_command(fkb::test::cli() + " inspect --json " + fixture_path("ensemble8/ensemble.yaml"), &out), 0);
   const auto j = nlohmann::json::parse(out);
   EXPECT_EQ(j["kind"], "yaml");
   EXPECT_EQ(j["options"]["max_batch"], 16);
@@ -56,11 +56,14 @@ TEST(EnsembleCli, InspectTextAndJson) {
 
 TEST(EnsembleCli, InspectMismatchAndSingleModel) {
   std::string out;
-  EXPECT_NE(fkb::test::run_command(fkb::test::cli() + " inspect " + fixture_path("ensemble_mismatch/members.txt"), &out), 0);
+  EXPECT_NE(
+      fkb::test::run_command(fkb::test::cli() + " inspect " + fixture_path("ensemble_mismatch/members.txt"), &out), 0);
   EXPECT_NE(out.find("odd_width.keras"), std::string::npos) << out;
   EXPECT_NE(out.find("(20,)"), std::string::npos) << out;
   // A single Keras file keeps the single-model output.
-  ASSERT_EQ(fkb::test::run_command(fkb::test::cli() + " inspect " + fixture_path("ensemble8/members/member_03.keras"), &out), 0);
+  ASSERT_EQ(
+      fkb::test::run_command(fkb::test::cli() + " inspect " + fixture_path("ensemble8/members/member_03.keras"), &out),
+      0);
   EXPECT_EQ(out.rfind("file:", 0), 0u) << out;
   EXPECT_EQ(out.find("ensemble:"), std::string::npos) << out;
   EXPECT_NE(out.find("total params:  989"), std::string::npos) << out;

@@ -48,15 +48,15 @@ namespace fkb {
 
 /// What an implementation is told about the layer it computes (built once per compiled plan).
 struct CustomLayerInfo {
-  std::string class_name;    ///< the class as written in the file ("ScaledTanh" or "fkbtest>ScaledTanh")
-  std::string layer_name;    ///< the Keras layer name ("scaled_tanh"; nested models give "outer/inner")
-  std::string config_json;   ///< the layer's Keras config object as JSON text (e.g. {"scale": 1.7, ...})
-  std::vector<Shape> input_shapes;  ///< per-column shapes of the inputs (batch dimension excluded)
-  std::vector<int64_t> input_sizes; ///< floats per column of each input
-  Shape output_shape;        ///< per-column output shape (what output_shape returned)
-  int64_t output_size = 0;   ///< floats per column of the output
+  std::string class_name;             ///< the class as written in the file ("ScaledTanh" or "fkbtest>ScaledTanh")
+  std::string layer_name;             ///< the Keras layer name ("scaled_tanh"; nested models give "outer/inner")
+  std::string config_json;            ///< the layer's Keras config object as JSON text (e.g. {"scale": 1.7, ...})
+  std::vector<Shape> input_shapes;    ///< per-column shapes of the inputs (batch dimension excluded)
+  std::vector<int64_t> input_sizes;   ///< floats per column of each input
+  Shape output_shape;                 ///< per-column output shape (what output_shape returned)
+  int64_t output_size = 0;            ///< floats per column of the output
   std::vector<const Array*> weights;  ///< the layer's Keras variables in the file's order (owned by the plan)
-  void* state = nullptr;     ///< what `prepare` returned (nullptr without `prepare`)
+  void* state = nullptr;              ///< what `prepare` returned (nullptr without `prepare`)
 };
 
 /// The implementation of one custom layer class. `output_shape` and `cpu` are required.

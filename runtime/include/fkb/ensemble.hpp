@@ -68,7 +68,7 @@ bool is_ensemble_path(const std::string& path) noexcept;
 void check_same_architecture(const std::vector<Model>& members, const std::vector<std::string>& names);
 
 class Ensemble {
- public:
+public:
   /// Load the members `path` names and compile them for the device (see the header comment).
   static Ensemble load(const std::string& path, const EnsembleOptions& options = {});
   /// An ensemble of already loaded models. `names` (optional) label the members in messages.
@@ -97,7 +97,7 @@ class Ensemble {
   /// "cpu-blocked", "cuda-batched-gemm" or "cuda-per-member".
   std::string engine() const;
 
- private:
+private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

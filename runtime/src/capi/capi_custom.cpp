@@ -21,14 +21,17 @@ void do_register(const char* fn_name, const char* class_name, fkb_layer_fn fn, i
                  void* user_data) {
   if (!class_name) invalid(std::string(fn_name) + ": class_name is NULL");
   if (!fn) invalid(std::string(fn_name) + ": the layer function is NULL");
-  if (n_out < 0) invalid(std::string(fn_name) + ": n_out must be >= 0 (0 = the input's shape), got " + std::to_string(n_out));
+  if (n_out < 0)
+    invalid(std::string(fn_name) + ": n_out must be >= 0 (0 = the input's shape), got " + std::to_string(n_out));
   const std::string cls = class_name;
   fkb::CustomLayer layer;
   layer.thread_safe = false;
   layer.output_shape = [cls, n_out, shape_fn, user_data](const std::vector<fkb::Shape>& in, const std::string& config) {
     if (in.size() != 1)
-      fkb::throw_error(fkb::Status::Unsupported, "custom layer class '" + cls + "' registered through the C API takes "
-                                                 "one input, the layer has " + std::to_string(in.size()));
+      fkb::throw_error(fkb::Status::Unsupported, "custom layer class '" + cls +
+                                                     "' registered through the C API takes "
+                                                     "one input, the layer has " +
+                                                     std::to_string(in.size()));
     if (shape_fn) {
       int64_t nout = -1;
       const int rc = shape_fn(fkb::shape_size(in[0]), config.c_str(), &nout, user_data);
@@ -56,7 +59,8 @@ int fkb_register_layer(const char* class_name, fkb_layer_fn fn, int64_t n_out, v
 
 int fkb_register_layer_ex(const char* class_name, fkb_layer_fn fn, fkb_shape_fn shape_fn, void* user_data) {
   return guarded("fkb_register_layer_ex", [&] {
-    if (!shape_fn) invalid("fkb_register_layer_ex: the shape function is NULL (use fkb_register_layer for a fixed size)");
+    if (!shape_fn)
+      invalid("fkb_register_layer_ex: the shape function is NULL (use fkb_register_layer for a fixed size)");
     do_register("fkb_register_layer_ex", class_name, fn, 0, shape_fn, user_data);
   });
 }

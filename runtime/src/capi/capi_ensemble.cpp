@@ -35,8 +35,8 @@ void predict_impl(const char* fn, fkb_ensemble_t e, const T* x, int64_t ncol, T*
 
 extern "C" {
 
-int fkb_ensemble_load(const char* path, const char* device, const char* precision, int64_t max_batch,
-                      int32_t threads, fkb_ensemble_t* ensemble) {
+int fkb_ensemble_load(const char* path, const char* device, const char* precision, int64_t max_batch, int32_t threads,
+                      fkb_ensemble_t* ensemble) {
   if (ensemble) *ensemble = nullptr;
   return guarded("fkb_ensemble_load", [&] {
     if (!ensemble) invalid("fkb_ensemble_load: the output handle pointer is NULL");

@@ -23,8 +23,7 @@ inline std::string& last_error() {
 [[noreturn]] inline void invalid(const std::string& msg) { throw_error(Status::InvalidArgument, msg); }
 
 /// Run `body`, translate any exception into a status and the thread's last error.
-template <class F>
-int guarded(const char* fn, F&& body) noexcept {
+template <class F> int guarded(const char* fn, F&& body) noexcept {
   try {
     last_error().clear();
     body();
