@@ -5,6 +5,7 @@
 // into the directory named by --output. Every prediction is computed before anything is written, and each
 // file is written under a temporary name and renamed, so an error never leaves a partial output behind.
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <memory>
@@ -140,7 +141,8 @@ void run_predict(const PredictArgs& a) {
                    static_cast<long long>(ncol), static_cast<long long>(model.output_size(0)));
     return;
   }
-  if (!is_directory(a.output) && mkdir(a.output.c_str(), 0777) != 0)
+  const bool created = !is_directory(a.output);
+  if (created && mkdir(a.output.c_str(), 0777) != 0)
     throw_error(Status::FileError, "cannot create the output directory '" + a.output + "'");
   std::vector<std::string> written;
   try {
@@ -155,6 +157,7 @@ void run_predict(const PredictArgs& a) {
     }
   } catch (...) {
     for (const auto& p : written) std::remove(p.c_str());
+    if (created) rmdir(a.output.c_str());
     throw;
   }
 }

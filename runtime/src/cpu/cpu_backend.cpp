@@ -181,7 +181,10 @@ class CpuPlan final : public CpuBlockPlan {
       bs = std::clamp<int64_t>(bs, use_packed_ ? 24 : 8, block_);
     }
     const int64_t nblocks = (ncol + bs - 1) / bs;
-    const int nt = static_cast<int>(std::min<int64_t>(threads_, nblocks));
+    // A thread only pays off with enough work to hide waking it (microseconds on an idle node, a scheduler
+    // tick on a busy one): at least ~2 MFLOP, some 20 us of one core, per thread.
+    const int64_t work_threads = std::max<int64_t>(1, ncol * std::max<int64_t>(prog_.flops_per_col, 1) / 2000000);
+    const int nt = static_cast<int>(std::min<int64_t>({threads_, nblocks, work_threads}));
     if (nt <= 1) {
       for (int64_t b = 0; b < nblocks && !errors_.failed(); ++b) run_block(0, io, b * bs, std::min(bs, ncol - b * bs));
       errors_.rethrow();
