@@ -431,8 +431,12 @@ Ensemble::Ensemble(std::vector<Model> members, const EnsembleOptions& options, s
   auto make_cuda = [&]() -> std::unique_ptr<EnsembleEngine> {
 #ifdef FKB_WITH_CUDA
     std::string why;
-    auto b = cuda::create_batched_ensemble(ptrs, co, &why);
-    if (b) return b;
+    const char* force = std::getenv("FKB_ENSEMBLE_CUDA");  // "per-member": skip the batched engine (tests)
+    if (force && std::string(force) == "per-member") {
+      why = "FKB_ENSEMBLE_CUDA=per-member";
+    } else if (auto b = cuda::create_batched_ensemble(ptrs, co, &why)) {
+      return b;
+    }
     if (options.verbose)
       std::fprintf(stderr, "fkb: ensemble: one CUDA plan per member (the batched-GEMM engine does not apply: %s)\n",
                    why.c_str());

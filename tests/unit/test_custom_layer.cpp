@@ -18,6 +18,7 @@
 
 #include "../../kernels/emulator.hpp"
 #include "../../kernels/lowering.hpp"
+#include "fkb/backend.hpp"
 #include "fkb/custom_layer.hpp"
 #include "fkb/error.hpp"
 #include "fkb/model.hpp"
@@ -301,6 +302,45 @@ TEST(CustomLayer, PlansKeepTheirImplementation) {
   EXPECT_GT(calls, 0);
   EXPECT_LE(relative_max_error(y.data(), d.y.values.data(), static_cast<int64_t>(y.size())), 1e-5);
   EXPECT_THROW(fkb::Model::load(fixture_path("k3_custom.keras")), fkb::Error);  // new loads need a registration
+}
+
+// GPU only (skips elsewhere): the CUDA backend runs the custom layer through pinned host staging (a host node in
+// the plan's graph) and agrees with Keras; an error in the layer reaches predict.
+TEST(CustomLayer, CudaBackendHostStaging) {
+  if (fkb::cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  Registration r("ScaledTanh", scaled_tanh());
+  for (const char* f : {"k3_custom.keras", "k3_custom.h5"}) {
+    const FixtureData d =
+        data(std::string(f) == "k3_custom.keras" ? "k3_custom_keras.data.h5" : "k3_custom_h5.data.h5");
+    fkb::RuntimeOptions o;
+    o.device = "cuda";
+    o.verbose = false;
+    fkb::Runtime rt(fkb::Model::load(fixture_path(f)), o);
+    std::vector<float> y(d.y.values.size(), -999.0f);
+    for (int rep = 0; rep < 2; ++rep) {  // capture, then replay the graph
+      rt.predict(d.x.values.data(), d.x.rows(), y.data());
+      EXPECT_LE(relative_max_error(y.data(), d.y.values.data(), static_cast<int64_t>(y.size())), 1e-5) << f;
+    }
+  }
+  fkb::CustomLayer bad = scaled_tanh();
+  bad.cpu = [](const fkb::CustomLayerInfo&, const float* const*, int64_t, float*) {
+    throw fkb::Error(fkb::Status::NonFinite, "bad value on the host");
+  };
+  fkb::unregister_custom_layer("ScaledTanh");
+  fkb::register_custom_layer("ScaledTanh", bad);
+  fkb::RuntimeOptions o;
+  o.device = "cuda";
+  o.verbose = false;
+  fkb::Runtime rt(fkb::Model::load(fixture_path("k3_custom.keras")), o);
+  const FixtureData d = data("k3_custom_keras.data.h5");
+  std::vector<float> y(d.y.values.size());
+  try {
+    rt.predict(d.x.values.data(), d.x.rows(), y.data());
+    FAIL() << "expected an error";
+  } catch (const fkb::Error& e) {
+    EXPECT_EQ(e.status(), fkb::Status::NonFinite);
+    EXPECT_NE(std::string(e.what()).find("scaled_tanh"), std::string::npos) << e.what();
+  }
 }
 
 // The CUDA backend's program with a custom layer, executed by the host emulator (the same ops, views and

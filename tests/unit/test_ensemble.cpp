@@ -265,7 +265,52 @@ TEST(Ensemble, PathKinds) {
 
 }  // namespace
 
+// Device memory helpers exported by the CUDA backend (kernels/cuda_backend.cu); null without CUDA.
+extern "C" {
+int fkb_cuda_test_malloc(void** p, size_t bytes) __attribute__((weak));
+int fkb_cuda_test_free(void* p) __attribute__((weak));
+int fkb_cuda_test_memcpy(void* dst, const void* src, size_t bytes) __attribute__((weak));
+}
+
 namespace {
+
+// GPU only (skips elsewhere): both CUDA engines against Keras, host and device pointers.
+TEST(Ensemble, CudaEnginesAgreeWithKeras) {
+  if (fkb::cuda_device_count() == 0) GTEST_SKIP() << "no CUDA device";
+  for (const char* engine : {"cuda-batched-gemm", "cuda-per-member"}) {
+    if (std::string(engine) == "cuda-per-member")
+      setenv("FKB_ENSEMBLE_CUDA", "per-member", 1);
+    else
+      unsetenv("FKB_ENSEMBLE_CUDA");
+    fkb::EnsembleOptions o = cpu(16);
+    o.device = "cuda";
+    fkb::Ensemble ens = fkb::Ensemble::load(fixture_path("ensemble8/members.txt"), o);
+    EXPECT_EQ(ens.engine(), engine);
+    check_against_keras<float>(ens, engine);
+    check_against_keras<double>(ens, engine);
+    // Device pointers in and out.
+    const Ref& r = ref();
+    const int64_t n = r.ncol() * r.nout();
+    ASSERT_NE(fkb_cuda_test_malloc, nullptr);
+    void *dx = nullptr, *dm = nullptr, *ds = nullptr, *dy = nullptr;
+    ASSERT_EQ(fkb_cuda_test_malloc(&dx, r.x.values.size() * 4), 0);
+    ASSERT_EQ(fkb_cuda_test_malloc(&dm, n * 4), 0);
+    ASSERT_EQ(fkb_cuda_test_malloc(&ds, n * 4), 0);
+    ASSERT_EQ(fkb_cuda_test_malloc(&dy, r.nmem() * n * 4), 0);
+    ASSERT_EQ(fkb_cuda_test_memcpy(dx, r.x.values.data(), r.x.values.size() * 4), 0);
+    ens.predict(static_cast<const float*>(dx), r.ncol(), static_cast<float*>(dm), static_cast<float*>(ds),
+                static_cast<float*>(dy));
+    std::vector<float> mean(n), sd(n), mem(r.nmem() * n);
+    ASSERT_EQ(fkb_cuda_test_memcpy(mean.data(), dm, n * 4), 0);
+    ASSERT_EQ(fkb_cuda_test_memcpy(sd.data(), ds, n * 4), 0);
+    ASSERT_EQ(fkb_cuda_test_memcpy(mem.data(), dy, r.nmem() * n * 4), 0);
+    EXPECT_LE(relative_max_error(mean.data(), r.mean.values.data(), n), kTol) << engine << " device";
+    EXPECT_LE(relative_max_error(sd.data(), r.std.values.data(), n), kTol) << engine << " device";
+    EXPECT_LE(relative_max_error(mem.data(), r.members.values.data(), r.nmem() * n), kTol) << engine << " device";
+    for (void* p : {dx, dm, ds, dy}) fkb_cuda_test_free(p);
+  }
+  unsetenv("FKB_ENSEMBLE_CUDA");
+}
 
 TEST(Ensemble, ExampleConfigLoads) {
   // configs/ensemble_example.yaml names the fixture directory; device auto falls back to the CPU here.
