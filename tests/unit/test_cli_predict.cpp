@@ -123,6 +123,29 @@ TEST(CliPredict, SeveralInputsAndOutputsToADirectory) {
   EXPECT_FALSE(file_exists(dir + "/out3/output_0.npy"));
 }
 
+TEST(CliPredict, WeightsOnlyFileWithConfigAndChunking) {
+  std::string model, config, data;
+  for (const auto& f : test::manifest()["fixtures"])
+    if (f["name"] == "tk_weights_weights_json") {
+      model = test::fixture_path(f["file"]);
+      config = test::fixture_path(f["config"]);
+      data = test::fixture_path(f["data"]);
+    }
+  ASSERT_FALSE(model.empty());
+  const std::string dir = test::temp_dir();
+  std::string out;
+  // Without the architecture: an error saying so.
+  EXPECT_NE(predict(q(model) + " -i " + q(data) + " --dataset input_0 -o " + dir + "/y.npy --device cpu", &out), 0);
+  EXPECT_FALSE(file_exists(dir + "/y.npy"));
+  // With it, and chunks of 5 columns.
+  ASSERT_EQ(predict(q(model) + " --config " + q(config) + " -i " + q(data) + " --dataset input_0 -o " + dir +
+                        "/y.npy --device cpu --max-batch 5 --threads 2",
+                    &out),
+            0)
+      << out;
+  expect_matches(io::read_npy(dir + "/y.npy"), test::read_dataset(data, "output_0"), "weights-only + config");
+}
+
 TEST(CliPredict, ErrorsLeaveNoOutputBehind) {
   Fixture f = fixture(kSmall);
   const std::string dir = test::temp_dir();
