@@ -10,7 +10,8 @@
 # Runs, for each model, 4 ranks x 512 columns all on cuda:0 (device auto: local_rank % 1 GPU), per-rank and
 # node-aggregate interleaved in one fkb_mpi_bench process group, fp32 (and MPI_PRECISIONS="fp32 tf32" if set);
 # checks outputs against the CPU before timing. Writes OUT_DIR/mpi_<model>_<precision>.json and .log; prints a
-# table last: median ms per step per mode and the ratio node-aggregate / per-rank. Exit status 0 when every
+# table last: median ms per step per mode, the ratio node-aggregate / per-rank, and the node-aggregate
+# overhead (median over steps of the step time less the leader's h2d + compute + d2h in it). Exit status 0 when every
 # run succeeded. Takes about 30-60 s (most of it CUDA context creation in 4 ranks x 2 modes).
 set -uo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -70,8 +71,9 @@ j = json.load(open(sys.argv[1]))
 m = j["modes"]
 p = m["per-rank"]["step_ms"]["median"]
 a = m["node-aggregate"]["step_ms"]["median"]
+o = m["node-aggregate"].get("overhead_ms", {}).get("median", float("nan"))
 dev = m["node-aggregate"]["report"]["per_rank"][0]["device"]
-print(f"{sys.argv[2]} {sys.argv[3]} {p:.3f} {a:.3f} {a / p:.3f} {dev.replace(' ', '_')}")
+print(f"{sys.argv[2]} {sys.argv[3]} {p:.3f} {a:.3f} {a / p:.3f} {o:.3f} {dev.replace(' ', '_')}")
 PY
 )")
   done
@@ -79,9 +81,9 @@ done
 
 echo
 echo "MPI: ${NP} ranks x ${NCOL} columns sharing one GPU, median ms per step (target: node-aggregate/per-rank <= 0.5)"
-printf "%-8s %-5s %12s %15s %8s  %s\n" model prec per-rank node-aggregate ratio leader-device
+printf "%-8s %-5s %12s %15s %8s %12s  %s\n" model prec per-rank node-aggregate ratio agg-overhead leader-device
 for r in "${ROWS[@]}"; do
   set -- $r
-  if [ $# -ge 6 ]; then printf "%-8s %-5s %12s %15s %8s  %s\n" "$1" "$2" "$3" "$4" "$5" "$6"; else echo "$r"; fi
+  if [ $# -ge 7 ]; then printf "%-8s %-5s %12s %15s %8s %12s  %s\n" "$1" "$2" "$3" "$4" "$5" "$6" "$7"; else echo "$r"; fi
 done
 exit $RC
