@@ -51,7 +51,9 @@ struct WindowHeader {
   int32_t status;   // fkb::Status of the leader's run for call `done` (0 = ok)
   int32_t leader;   // the leader's rank in the session communicator
   int64_t columns;  // columns the leader ran
-  char message[2048 - 24];
+  int32_t wake;     // bumped (and futex-woken) by the leader after publishing `done`
+  int32_t pad;
+  char message[2048 - 32];
 };
 // One cache line per rank, so ranks announcing themselves do not share lines.
 struct alignas(64) RankSlot {
@@ -586,8 +588,9 @@ void Session::Impl::aggregate(const std::vector<const T*>& x, int64_t ncol, cons
     std::memset(h->message, 0, sizeof(h->message));
     std::strncpy(h->message, msg.c_str(), sizeof(h->message) - 1);
     window.publish(&h->done, call);
+    SharedWindow::wake_all(&h->wake);
   } else {
-    stats.wait += window.wait_until([&] { return SharedWindow::read_flag(&h->done) >= call; }, wait_policy);
+    stats.wait += window.wait_until([&] { return SharedWindow::read_flag(&h->done) >= call; }, wait_policy, &h->wake);
   }
 
   // 4. Everyone reads the verdict, then its own outputs.

@@ -12,18 +12,26 @@
 //   atomic accesses keep the compiler and CPU from tearing or caching the flag. Flags are counters that only
 //   grow, so no flag is ever reset.
 // Waiting ranks do not spin for long: they spin ~20 us, then ("auto") yield up to 1 ms and sleep after that,
-// or ("sleep", what "auto" becomes when the leader runs on the CPU) sleep right after the spin — naps of 5 %
-// of the time waited so far, 50 us to 1 ms — so on the CPU the leader's threads get the cores of the ranks waiting for it (an MPI_Barrier in
-// Open MPI busy-polls and would take them).
+// or ("sleep", what "auto" becomes when the leader runs on the CPU) sleep right after the spin. Sleeping on
+// the leader's verdict is a futex wait on a word in the shared window (Linux; the leader wakes everyone after
+// publishing), elsewhere naps of 5 % of the time waited so far, 50 us to 1 ms — so on the CPU the leader's threads get
+// the cores of the ranks waiting for it (an MPI_Barrier in Open MPI busy-polls and would take them).
 #pragma once
 
 #include <mpi.h>
 #include <sched.h>
+#ifdef __linux__
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cstddef>
 #include <cstdint>
+#include <ctime>
 #include <string>
 #include <thread>
 
@@ -61,13 +69,26 @@ public:
   }
   static int64_t read_flag(const int64_t* flag) { return __atomic_load_n(flag, __ATOMIC_ACQUIRE); }
 
+  /// Wake every rank blocked in wait_until on `word` (bump it, then FUTEX_WAKE on Linux).
+  static void wake_all(int32_t* word) {
+    __atomic_add_fetch(word, 1, __ATOMIC_RELEASE);
+#ifdef __linux__
+    syscall(SYS_futex, word, FUTEX_WAKE, INT32_MAX, nullptr, nullptr, 0);
+#endif
+  }
+
   enum class Wait { Auto, Spin, Yield, Sleep };
   /// Poll until done() is true (done() reads flags with read_flag); afterwards the stores published before
-  /// those flags are visible. Returns the seconds waited.
-  template <class Pred> double wait_until(Pred done, Wait policy) {
+  /// those flags are visible. Returns the seconds waited. With `wake` (a word the publisher passes to
+  /// wake_all after publishing), the sleeping phase blocks in the kernel (futex on the shared page) until
+  /// woken, with a 2 ms timeout as a safety net; without it, it naps.
+  template <class Pred> double wait_until(Pred done, Wait policy, int32_t* wake = nullptr) {
     using Clock = std::chrono::steady_clock;
     const auto t0 = Clock::now();
     for (;;) {
+      // Read the wake word before the flag: a wake_all after this read changes it, so the futex wait below
+      // returns at once instead of missing that wake-up.
+      const int32_t seen = wake ? __atomic_load_n(wake, __ATOMIC_ACQUIRE) : 0;
       MPI_Win_sync(win_);
       if (done()) break;
       const double waited = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -78,6 +99,13 @@ public:
       } else if (policy == Wait::Yield || (policy == Wait::Auto && waited < 1e-3)) {
         sched_yield();
       } else {
+#ifdef __linux__
+        if (wake) {
+          struct timespec ts = {0, 2000000};
+          syscall(SYS_futex, wake, FUTEX_WAIT, seen, &ts, nullptr, 0);
+          continue;
+        }
+#endif
         // Back off: sleep ~5 % of the time waited so far (50 us .. 1 ms), so a long CPU batch is not
         // interrupted by thousands of wake-ups, and a wait overshoots by at most ~5 % (or 50 us).
         const double nap = std::min(1e-3, std::max(50e-6, 0.05 * waited));
