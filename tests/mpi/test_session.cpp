@@ -10,6 +10,8 @@
 // batch composition the tests check the numerical contract, 1e-5.)
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -364,6 +366,33 @@ TEST(NodeAggregate, EmulatedNodesBatchPerNode) {
     const int64_t node_cols =
         d[static_cast<size_t>(std::min(size, 2 * (pr.rank / 2) + 2))] - d[static_cast<size_t>(2 * (pr.rank / 2))];
     EXPECT_EQ(pr.stats.batch_columns, pr.leader ? node_cols : 0) << "rank " << pr.rank;
+  }
+}
+
+// Every waiting policy hands over correctly (auto on the CPU means sleep: futex waits).
+TEST(NodeAggregate, EveryWaitPolicy) {
+  const int rank = world_rank(), size = world_size();
+  const std::string path = fkb::test::fixture_path("k3_dense_chain.keras");
+  const Model model = Model::load(path);
+  const int64_t nin = model.input_size(0), nout = model.output_size(0);
+  for (const char* policy : {"auto", "spin", "yield", "sleep"}) {
+    SCOPED_TRACE(policy);
+    auto o = test_options("node-aggregate");
+    o.wait = policy;
+    Session s(MPI_COMM_WORLD, path, o);
+    for (int call = 0; call < 5; ++call) {
+      std::vector<int64_t> counts;
+      for (int r = 0; r < size; ++r) counts.push_back((r + call) % 3 * 7);
+      const auto d = offsets(counts);
+      const auto gx = random_batch(d.back(), nin, 500u + static_cast<uint32_t>(call));
+      const auto expect = expected_for_rank("node-aggregate", model, gx, counts, rank, 4096);
+      const int64_t mine = counts[static_cast<size_t>(rank)];
+      std::vector<float> y(static_cast<size_t>(mine * nout));
+      // Rank 0 (the leader) is late on purpose: the others must wait for it, whatever the policy.
+      if (rank == 0 && call % 2 == 0) usleep(3000);
+      s.predict(mine ? gx.data() + d[static_cast<size_t>(rank)] * nin : nullptr, mine, mine ? y.data() : nullptr);
+      EXPECT_TRUE(bitwise_equal(y.data(), expect.data(), mine * nout)) << "call " << call;
+    }
   }
 }
 
