@@ -555,7 +555,7 @@ contains
   !> Registering a class twice is an error (fkb_unregister_layer it first).
   subroutine fkb_register_layer(class_name, fn, n_out, user_data, stat, errmsg)
     character(len=*), intent(in) :: class_name
-    type(c_funptr), intent(in) :: fn
+    type(c_funptr), value :: fn  ! by value: a c_funloc() actual argument needs no relocated constant
     integer, intent(in), optional :: n_out
     type(c_ptr), intent(in), optional :: user_data
     integer, intent(out), optional :: stat
