@@ -48,6 +48,13 @@ int64_t columns_of(const io::HostArray& a, const std::string& path, int i, const
   }
   if (a.shape.empty())
     throw_error(Status::ShapeMismatch, what + " is a scalar; expected shape [ncol, " + std::to_string(nin) + "]");
+  if (a.shape.size() > 2) {  // a per-column shape is given: it must be the model's (a flat [ncol, n] is also fine)
+    const Shape per_col(a.shape.begin() + 1, a.shape.end());
+    if (per_col != m.input_shape(i))
+      throw_error(Status::ShapeMismatch, what + " has per-column shape " + shape_str(per_col) +
+                                             " but the model expects " + shape_str(m.input_shape(i)) +
+                                             " (or a flat [ncol, " + std::to_string(nin) + "] array)");
+  }
   if (a.row_size() != nin)
     throw_error(Status::ShapeMismatch, what + " has " + std::to_string(a.row_size()) +
                                            " features per column but the model expects " + std::to_string(nin) +

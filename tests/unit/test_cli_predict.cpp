@@ -146,6 +146,25 @@ TEST(CliPredict, WeightsOnlyFileWithConfigAndChunking) {
   expect_matches(io::read_npy(dir + "/y.npy"), test::read_dataset(data, "output_0"), "weights-only + config");
 }
 
+TEST(CliPredict, PerColumnShapesOfRank2Inputs) {
+  // Input (30, 3): [ncol, 30, 3] and flat [ncol, 90] are accepted, [ncol, 3, 30] is not.
+  Fixture f = fixture("k3_rank3_input_keras");
+  const std::string dir = test::temp_dir();
+  test::Data x = test::read_dataset(f.data, "input_0");
+  ASSERT_EQ(x.shape, (std::vector<int64_t>{x.rows(), 30, 3}));
+  std::string out;
+  write_f32_npy(dir + "/x3.npy", x.values, {x.rows(), 30, 3});
+  ASSERT_EQ(predict(q(f.model) + " -i " + dir + "/x3.npy -o " + dir + "/a.npy --device cpu", &out), 0) << out;
+  expect_matches(io::read_npy(dir + "/a.npy"), test::read_dataset(f.data, "output_0"), "rank-3 input");
+  write_f32_npy(dir + "/x2.npy", x.values, {x.rows(), 90});
+  ASSERT_EQ(predict(q(f.model) + " -i " + dir + "/x2.npy -o " + dir + "/b.npy --device cpu", &out), 0) << out;
+  expect_matches(io::read_npy(dir + "/b.npy"), test::read_dataset(f.data, "output_0"), "flat input");
+  write_f32_npy(dir + "/xt.npy", x.values, {x.rows(), 3, 30});
+  EXPECT_NE(predict(q(f.model) + " -i " + dir + "/xt.npy -o " + dir + "/c.npy --device cpu", &out), 0);
+  EXPECT_NE(out.find("per-column shape (3, 30) but the model expects (30, 3)"), std::string::npos) << out;
+  EXPECT_FALSE(file_exists(dir + "/c.npy"));
+}
+
 TEST(CliPredict, ErrorsLeaveNoOutputBehind) {
   Fixture f = fixture(kSmall);
   const std::string dir = test::temp_dir();
