@@ -228,6 +228,19 @@ TEST(CpuRuntime, ConcurrentRuntimesSharingOneModel) {
   for (int t = 0; t < 4; ++t) EXPECT_LT(rel_err(ys[t], to_double(ref)), 1e-6) << "thread " << t;
 }
 
+TEST(CpuRuntime, LastTimesAreAllCompute) {
+  Mlp net;
+  Runtime rt(net.m, cpu_opts());
+  auto x = random_vec(500 * 20, 13);
+  std::vector<float> y(500 * 7);
+  rt.predict(x.data(), 500, y.data());
+  const PhaseTimes t = rt.last_times();
+  EXPECT_GT(t.total, 0.0);
+  EXPECT_EQ(t.compute, t.total);
+  EXPECT_EQ(t.h2d, 0.0);
+  EXPECT_EQ(t.d2h, 0.0);
+}
+
 TEST(CpuRuntime, RuntimeKeepsItsOwnCopyOfTheModel) {
   auto net = std::make_unique<Mlp>();
   Runtime rt(net->m, cpu_opts());

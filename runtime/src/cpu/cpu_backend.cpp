@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -147,6 +148,20 @@ class CpuPlan final : public CpuBlockPlan {
   }
 
   void run(const IoBinding& io, int64_t ncol) override {
+    // Per-call time for last_times(): on the CPU everything is compute (no transfers).
+    struct Timer {
+      PhaseTimes& t;
+      std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
+      ~Timer() {
+        t.compute = t.total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      }
+    } timer{last_};
+    run_checked(io, ncol);
+  }
+
+  PhaseTimes last_times() const override { return last_; }
+
+  void run_checked(const IoBinding& io, int64_t ncol) {
     if (ncol < 0) throw_error(Status::InvalidArgument, "ncol must be >= 0, got " + std::to_string(ncol));
     if (ncol == 0) return;
     if (ncol > max_batch_)
@@ -338,6 +353,7 @@ class CpuPlan final : public CpuBlockPlan {
   std::vector<PackedWeights> packed_;
   std::vector<PackedEpilogue> packed_epi_;
   ErrorSink errors_;
+  PhaseTimes last_;
 };
 
 void check_compile_options(const CompileOptions& options) {
