@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -70,7 +71,8 @@ enum class Threading { Blocks, Blas };
 
 class CpuPlan final : public CpuBlockPlan {
  public:
-  CpuPlan(Program prog, const CompileOptions& opt) : prog_(std::move(prog)), max_batch_(opt.max_batch) {
+  CpuPlan(Program prog, const CompileOptions& opt)
+      : prog_(std::move(prog)), max_batch_(opt.max_batch), reproducible_(opt.reproducible) {
     threads_ = opt.threads > 0 ? opt.threads : omp_get_max_threads();
     if (threads_ < 1) threads_ = 1;
     const char* mode = std::getenv("FKB_CPU_THREADING");
@@ -257,6 +259,22 @@ class CpuPlan final : public CpuBlockPlan {
       if (!fused) apply_epilogue(s.epi, out, b, fout);
       return;
     }
+    if (reproducible_) {
+      // OpenBLAS picks kernels and summation splits by matrix size, so a column's result would depend on the
+      // batch. Reproducible mode sums each output in one fixed order instead (the packed kernels already do).
+      for (int64_t i = 0; i < rows; ++i) {
+        const float* ar = a + i * s.k;
+        float* o = out + i * s.n;
+        for (int64_t j = 0; j < s.n; ++j) o[j] = 0.0f;
+        for (int64_t kk = 0; kk < s.k; ++kk) {
+          const float av = ar[kk];
+          const float* wr = s.w.data() + kk * s.n;
+          for (int64_t j = 0; j < s.n; ++j) o[j] = std::fma(av, wr[j], o[j]);
+        }
+      }
+      if (!s.epi.is_identity()) apply_epilogue(s.epi, out, b, fout);
+      return;
+    }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows), static_cast<int>(s.n),
                 static_cast<int>(s.k), 1.0f, a, static_cast<int>(s.k), s.w.data(), static_cast<int>(s.n), 0.0f, out,
                 static_cast<int>(s.n));
@@ -350,6 +368,7 @@ class CpuPlan final : public CpuBlockPlan {
   std::vector<Worker> workers_;
   std::vector<bool> redirect_;
   bool use_packed_ = false;
+  bool reproducible_ = false;  ///< fixed summation order per output even without the packed kernels
   std::vector<PackedWeights> packed_;
   std::vector<PackedEpilogue> packed_epi_;
   ErrorSink errors_;
