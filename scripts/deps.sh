@@ -16,8 +16,9 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-# Python tools for the Keras round-trip tests (Keras 3 + JAX in .venv-keras/). Not fatal: without a registry
-# those tests skip with a message.
+# Python tools for the Keras round-trip tests (Keras 3 + JAX in .venv-keras/, made by scripts/pyenv.sh). Not fatal:
+# without a registry those tests skip with a message. FKB_SKIP_PYENV=1 skips it (scripts/demo needs no Python).
+# The TensorFlow environment of the fixture and training scripts is made only on request: scripts/pyenv.sh --tensorflow.
 if [ "${FKB_SKIP_PYENV:-0}" != "1" ]; then
   bash "$(dirname "$0")/pyenv.sh" >/dev/null || echo "[deps] Keras could not be installed from pip; the Keras round-trip tests will skip"
 fi

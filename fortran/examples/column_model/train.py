@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Train the column model's emulator network with Keras, on data written by the Fortran reference scheme.
 
-Usage (from the repository root, after building build/bin/fkb_column_model):
-    /opt/fkb-keras/bin/python fortran/examples/column_model/train.py [--generator build/bin/fkb_column_model]
+Usage (from the repository root, after building build/bin/fkb_column_model; the interpreter is the Keras 3 +
+TensorFlow environment that `scripts/pyenv.sh --tensorflow` creates, once):
+    .venv-keras-tf/bin/python fortran/examples/column_model/train.py [--generator build/bin/fkb_column_model]
                                                                      [--data FILE] [--epochs N]
 
 Steps:
