@@ -12,14 +12,17 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
 #include <fstream>
 #include <sstream>
 
+#include "cpu/call_threads.hpp"
 #include "cpu/cpu_kernels.hpp"
 #include "cpu/cpu_program.hpp"
 #include "custom_call.hpp"
 #include "ensemble_engine.hpp"
 #include "fkb/backend.hpp"
+#include "workspace_pool.hpp"
 
 namespace fkb {
 
@@ -184,46 +187,58 @@ struct FreeDeleter {
   void operator()(float* p) const { std::free(p); }
 };
 
+// The member plans are read-only; each call takes a workspace (per thread: a float32 input block, every
+// member's output block and one worker of each member plan) from a small pool, so one ensemble may be
+// called from many threads at once. Inside a caller's parallel region, or concurrent with other calls, a
+// call uses `nested_threads` threads (cpu/call_threads.hpp).
 class CpuEnsembleEngine final : public EnsembleEngine {
 public:
   CpuEnsembleEngine(const std::vector<const Model*>& members, const CompileOptions& co)
-      : nin_(members[0]->input_size(0)), nout_(members[0]->output_size(0)), max_batch_(co.max_batch) {
+      : nin_(members[0]->input_size(0)), nout_(members[0]->output_size(0)), max_batch_(co.max_batch),
+        nested_threads_(std::max(co.nested_threads, 1)) {
     for (const Model* m : members) plans_.push_back(cpu::make_cpu_block_plan(*m, co));
     block_ = plans_[0]->block_size();
-    workers_ = plans_[0]->workers();
+    workers_ = plans_[0]->threads();
     for (const auto& p : plans_) {
       block_ = std::min(block_, p->block_size());
-      workers_ = std::min(workers_, p->workers());
+      workers_ = std::min(workers_, p->threads());
     }
     const int64_t nm = static_cast<int64_t>(plans_.size());
     // Per worker: the block's input in float32 (float64 callers) and every member's output for the block.
     per_worker_ = round_up(block_ * nin_, 16) + round_up(nm * block_ * nout_, 16);
-    const size_t bytes = static_cast<size_t>(per_worker_ * workers_) * sizeof(float);
-    void* p = std::aligned_alloc(64, (std::max<size_t>(bytes, 64) + 63) / 64 * 64);
-    if (!p) throw_error(Status::OutOfMemory, "ensemble: cannot allocate " + std::to_string(bytes) + " bytes");
-    mem_.reset(static_cast<float*>(p));
+    pool_.add(make_workspace(workers_));
   }
+
+  bool concurrent_runs() const override { return true; }
 
   void run(const EnsembleIo& io, int64_t ncol) override {
     const int64_t nm = static_cast<int64_t>(plans_.size());
+    // The split into blocks depends on the configured threads only, not on this call's: results are the same
+    // whatever the concurrency.
     int64_t bs = block_;
     if (workers_ > 1 && ncol < bs * workers_)
       bs = std::clamp<int64_t>(round_up((ncol + workers_ - 1) / workers_, 8), 8, block_);
     const int64_t nblocks = (ncol + bs - 1) / bs;
-    const int nt = static_cast<int>(std::min<int64_t>(workers_, nblocks));
+    const cpu::CallScope scope;
+    const int nt = static_cast<int>(std::min<int64_t>(scope.threads(workers_, nested_threads_), nblocks));
+    const size_t need = static_cast<size_t>(std::max(nt, 1));
+    auto ws = pool_.acquire([need](const Workspace& w) { return w.workers.size() >= need; },
+                            [&] { return make_workspace(static_cast<int>(need)); });
+    ErrorSink& errors = ws->errors;
     for (auto& p : plans_) p->begin_parallel_blocks();
     if (nt <= 1) {
-      for (int64_t b = 0; b < nblocks && !errors_.failed(); ++b) block(0, io, b * bs, std::min(bs, ncol - b * bs), nm);
+      for (int64_t b = 0; b < nblocks && !errors.failed(); ++b)
+        block(ws->workers[0], errors, io, b * bs, std::min(bs, ncol - b * bs), nm);
     } else {
 #pragma omp parallel num_threads(nt)
       {
-        const int t = omp_get_thread_num();
+        Worker& wk = ws->workers[static_cast<size_t>(omp_get_thread_num())];
 #pragma omp for schedule(dynamic, 1)
         for (int64_t b = 0; b < nblocks; ++b)
-          if (!errors_.failed()) block(t, io, b * bs, std::min(bs, ncol - b * bs), nm);
+          if (!errors.failed()) block(wk, errors, io, b * bs, std::min(bs, ncol - b * bs), nm);
       }
     }
-    errors_.rethrow();
+    errors.rethrow();
   }
 
   int64_t max_batch() const override { return max_batch_; }
@@ -231,9 +246,32 @@ public:
   std::string name() const override { return "cpu-blocked"; }
 
 private:
+  struct Worker {
+    std::unique_ptr<float[], FreeDeleter> mem;                // per_worker_ floats
+    std::vector<std::unique_ptr<cpu::BlockWorker>> members;  // one worker of each member's plan
+  };
+  struct Workspace {
+    std::vector<Worker> workers;
+    ErrorSink errors;
+  };
+
+  std::unique_ptr<Workspace> make_workspace(int nworkers) const {
+    auto ws = std::make_unique<Workspace>();
+    const size_t bytes = static_cast<size_t>(per_worker_) * sizeof(float);
+    for (int w = 0; w < nworkers; ++w) {
+      Worker wk;
+      void* p = std::aligned_alloc(64, (std::max<size_t>(bytes, 64) + 63) / 64 * 64);
+      if (!p) throw_error(Status::OutOfMemory, "ensemble: cannot allocate " + std::to_string(bytes) + " bytes");
+      wk.mem.reset(static_cast<float*>(p));
+      for (const auto& plan : plans_) wk.members.push_back(plan->make_worker());
+      ws->workers.push_back(std::move(wk));
+    }
+    return ws;
+  }
+
   // Every member on columns [c0, c0 + b), then the reduction. Allocates nothing; never throws.
-  void block(int w, const EnsembleIo& io, int64_t c0, int64_t b, int64_t nm) noexcept {
-    float* ws = mem_.get() + per_worker_ * w;
+  void block(Worker& wk, ErrorSink& errors, const EnsembleIo& io, int64_t c0, int64_t b, int64_t nm) const noexcept {
+    float* ws = wk.mem.get();
     float* xbuf = ws;
     float* obuf = ws + round_up(block_ * nin_, 16);
     const bool f64 = io.dtype == DType::F64;
@@ -251,7 +289,7 @@ private:
     };
     for (int64_t m = 0; m < nm; ++m) {
       float* y = out_of(m);
-      errors_.set(plans_[static_cast<size_t>(m)]->run_block(w, &x, &y, b));
+      errors.set(plans_[static_cast<size_t>(m)]->run_block(*wk.members[static_cast<size_t>(m)], &x, &y, b));
     }
     const int64_t n = b * nout_;
     const double inv = 1.0 / static_cast<double>(nm);
@@ -287,8 +325,8 @@ private:
   int64_t block_ = 1;
   int workers_ = 1;
   int64_t per_worker_ = 0;
-  std::unique_ptr<float[], FreeDeleter> mem_;
-  ErrorSink errors_;
+  int nested_threads_ = 1;
+  mutable WorkspacePool<Workspace> pool_;
 };
 
 }  // namespace
@@ -365,6 +403,7 @@ struct Ensemble::Impl {
   std::vector<std::string> names;
   std::unique_ptr<EnsembleEngine> engine;
   int64_t nin = 0, nout = 0;
+  std::mutex serial;  // engines that are not safe for concurrent runs (CUDA: one stream, one graph) take turns
 
   template <typename T> void predict(const T* x, int64_t ncol, T* mean, T* spread, T* mem, DType dt) {
     if (ncol < 0)
@@ -373,6 +412,8 @@ struct Ensemble::Impl {
     if (!x) throw_error(Status::InvalidArgument, "ensemble predict: x is a null pointer");
     if (!mean) throw_error(Status::InvalidArgument, "ensemble predict: mean is a null pointer");
     const int64_t step = engine->max_batch();
+    std::unique_lock<std::mutex> turn(serial, std::defer_lock);
+    if (!engine->concurrent_runs()) turn.lock();
     EnsembleIo io;
     io.dtype = dt;
     io.member_stride = ncol * nout;
@@ -397,6 +438,7 @@ Ensemble Ensemble::load(const std::string& path, const EnsembleOptions& options)
   if (options.max_batch < 0 || options.threads < 0)
     throw_error(Status::InvalidArgument, "ensemble: max_batch and threads must be >= 0 (0 = default)");
   o.verbose = options.verbose;
+  o.nested_threads = options.nested_threads;
   if (!o.device.empty()) parse_device(o.device);  // a typo fails before the members are read
   if (!o.precision.empty()) parse_precision(o.precision);
   std::vector<Model> models;
@@ -423,6 +465,10 @@ Ensemble::Ensemble(std::vector<Model> members, const EnsembleOptions& options, s
   co.max_batch = options.max_batch > 0 ? options.max_batch : 4096;
   co.threads = options.threads;
   co.verbose = options.verbose;
+  if (options.nested_threads < 1)
+    throw_error(Status::InvalidArgument,
+                "ensemble: nested_threads must be >= 1, got " + std::to_string(options.nested_threads));
+  co.nested_threads = options.nested_threads;
   const DeviceChoice dev = parse_device(options.device.empty() ? "auto" : options.device);
   co.device_index = dev.index;
   std::vector<const Model*> ptrs;

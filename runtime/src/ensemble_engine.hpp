@@ -27,6 +27,8 @@ public:
   virtual ~EnsembleEngine() = default;
   /// 1 <= ncol <= max_batch().
   virtual void run(const EnsembleIo& io, int64_t ncol) = 0;
+  /// Whether run() may be called from several threads at once; fkb::Ensemble serializes the calls otherwise.
+  virtual bool concurrent_runs() const { return false; }
   virtual int64_t max_batch() const = 0;
   virtual std::string device_name() const = 0;
   virtual std::string name() const = 0;

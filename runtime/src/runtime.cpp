@@ -5,7 +5,10 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <mutex>
 #include <string>
+
+#include "workspace_pool.hpp"
 
 namespace fkb {
 
@@ -52,11 +55,21 @@ struct Runtime::Impl {
   NonFinitePolicy nonfinite = NonFinitePolicy::Propagate;
   std::unique_ptr<Backend> backend;
   std::unique_ptr<Plan> plan;
-  IoBinding io;  // reused by every call: predict allocates nothing
+  // Concurrent calls: the plan is shared; each call in flight takes its own IoBinding from this pool (so the
+  // steady path allocates nothing), and plans that cannot run concurrently (CUDA) take turns on `serial`.
+  WorkspacePool<IoBinding> bindings;
+  std::mutex serial;
+
+  std::unique_ptr<IoBinding> make_binding() const {
+    auto io = std::make_unique<IoBinding>();
+    io->inputs.assign(static_cast<size_t>(model.num_inputs()), nullptr);
+    io->outputs.assign(static_cast<size_t>(model.num_outputs()), nullptr);
+    return io;
+  }
 
   template <typename T>
-  void check_finite(const std::vector<const T*>& x, int64_t col0, int64_t ncol) const {
-    for (size_t i = 0; i < x.size(); ++i) {
+  void check_finite(const T* const* x, size_t nx, int64_t col0, int64_t ncol) const {
+    for (size_t i = 0; i < nx; ++i) {
       if (!plan->host_readable(x[i]))
         throw_error(Status::Unsupported, "the non-finite policy 'error' checks inputs on the host, but input " +
                                              std::to_string(i) +
@@ -76,26 +89,30 @@ struct Runtime::Impl {
   }
 
   template <typename T>
-  void run(const std::vector<const T*>& x, int64_t ncol, const std::vector<T*>& y, DType dtype) {
-    if (static_cast<int64_t>(x.size()) != model.num_inputs() || static_cast<int64_t>(y.size()) != model.num_outputs())
-      throw_error(Status::InvalidArgument, "predict got " + std::to_string(x.size()) + " input and " +
-                                               std::to_string(y.size()) + " output array(s); the model has " +
+  void run(const T* const* x, size_t nx, int64_t ncol, T* const* y, size_t ny, DType dtype) {
+    if (static_cast<int64_t>(nx) != model.num_inputs() || static_cast<int64_t>(ny) != model.num_outputs())
+      throw_error(Status::InvalidArgument, "predict got " + std::to_string(nx) + " input and " +
+                                               std::to_string(ny) + " output array(s); the model has " +
                                                std::to_string(model.num_inputs()) + " input(s) and " +
                                                std::to_string(model.num_outputs()) + " output(s)");
     if (ncol < 0) throw_error(Status::InvalidArgument, "ncol must be >= 0, got " + std::to_string(ncol));
-    for (size_t i = 0; i < x.size(); ++i)
+    if (ncol == 0) return;  // a rank or chunk with no columns: nothing to read or write (pointers may be null)
+    for (size_t i = 0; i < nx; ++i)
       if (!x[i]) throw_error(Status::InvalidArgument, "input " + std::to_string(i) + " is a null pointer");
-    for (size_t i = 0; i < y.size(); ++i)
+    for (size_t i = 0; i < ny; ++i)
       if (!y[i]) throw_error(Status::InvalidArgument, "output " + std::to_string(i) + " is a null pointer");
-    if (ncol == 0) return;
+    auto lease = bindings.acquire([](const IoBinding&) { return true; }, [&] { return make_binding(); });
+    IoBinding& io = *lease;
+    std::unique_lock<std::mutex> turn(serial, std::defer_lock);
+    if (!plan->concurrent_runs()) turn.lock();
     io.input_dtype = dtype;
     io.output_dtype = dtype;
     int64_t done = 0;
     while (done < ncol) {
       const int64_t chunk = std::min(ncol - done, plan->max_batch());
-      if (nonfinite == NonFinitePolicy::Error) check_finite(x, done, chunk);
-      for (size_t i = 0; i < x.size(); ++i) io.inputs[i] = x[i] + done * model.input_size(static_cast<int>(i));
-      for (size_t i = 0; i < y.size(); ++i) io.outputs[i] = y[i] + done * model.output_size(static_cast<int>(i));
+      if (nonfinite == NonFinitePolicy::Error) check_finite(x, nx, done, chunk);
+      for (size_t i = 0; i < nx; ++i) io.inputs[i] = x[i] + done * model.input_size(static_cast<int>(i));
+      for (size_t i = 0; i < ny; ++i) io.outputs[i] = y[i] + done * model.output_size(static_cast<int>(i));
       plan->run(io, chunk);
       done += chunk;
     }
@@ -115,6 +132,9 @@ Runtime::Runtime(const Model& model, const RuntimeOptions& options) : impl_(std:
   co.threads = options.threads;
   co.reproducible = options.reproducible;
   co.verbose = options.verbose;
+  if (options.nested_threads < 1)
+    throw_error(Status::InvalidArgument, "nested_threads must be >= 1, got " + std::to_string(options.nested_threads));
+  co.nested_threads = options.nested_threads;
   if (options.max_batch < 1)
     throw_error(Status::InvalidArgument, "max_batch must be >= 1, got " + std::to_string(options.max_batch));
   const DeviceRequest dev = parse_device(options.device);
@@ -142,6 +162,15 @@ Runtime::Runtime(const Model& model, const RuntimeOptions& options) : impl_(std:
       }
     }
     if (!m.plan) {
+      // tf32/bf16/fp16 are GPU modes; auto on a host without a usable GPU runs the CPU in fp32 (at least as
+      // accurate as what was asked for) and says so, rather than failing on a CPU-only partition.
+      const Precision asked = co.precision;
+      if (asked != Precision::FP32) {
+        co.precision = Precision::FP32;
+        if (options.verbose)
+          std::fprintf(stderr, "fkb: device auto -> cpu: precision '%s' applies to CUDA devices only; the CPU runs fp32\n",
+                       precision_name(asked));
+      }
       m.backend = make_cpu_backend();
       m.plan = m.backend->compile(m.model, co);
       if (options.verbose && !(built_with_cuda() && ndev > 0))
@@ -149,8 +178,7 @@ Runtime::Runtime(const Model& model, const RuntimeOptions& options) : impl_(std:
                      built_with_cuda() ? "no CUDA device found" : "FKB built without CUDA");
     }
   }
-  m.io.inputs.assign(static_cast<size_t>(m.model.num_inputs()), nullptr);
-  m.io.outputs.assign(static_cast<size_t>(m.model.num_outputs()), nullptr);
+  m.bindings.add(m.make_binding());
 }
 
 Runtime::~Runtime() = default;
@@ -168,33 +196,20 @@ void require_single(const Model& m) {
 
 void Runtime::predict(const float* x, int64_t ncol, float* y) {
   require_single(impl_->model);
-  // The one-element vectors below would allocate; bind the pointers directly instead.
-  if (!x) throw_error(Status::InvalidArgument, "input 0 is a null pointer");
-  if (!y) throw_error(Status::InvalidArgument, "output 0 is a null pointer");
-  thread_local std::vector<const float*> xs(1);
-  thread_local std::vector<float*> ys(1);
-  xs[0] = x;
-  ys[0] = y;
-  impl_->run(xs, ncol, ys, DType::F32);
+  impl_->run(&x, 1, ncol, &y, 1, DType::F32);
 }
 
 void Runtime::predict(const double* x, int64_t ncol, double* y) {
   require_single(impl_->model);
-  if (!x) throw_error(Status::InvalidArgument, "input 0 is a null pointer");
-  if (!y) throw_error(Status::InvalidArgument, "output 0 is a null pointer");
-  thread_local std::vector<const double*> xs(1);
-  thread_local std::vector<double*> ys(1);
-  xs[0] = x;
-  ys[0] = y;
-  impl_->run(xs, ncol, ys, DType::F64);
+  impl_->run(&x, 1, ncol, &y, 1, DType::F64);
 }
 
 void Runtime::predict(const std::vector<const float*>& x, int64_t ncol, const std::vector<float*>& y) {
-  impl_->run(x, ncol, y, DType::F32);
+  impl_->run(x.data(), x.size(), ncol, y.data(), y.size(), DType::F32);
 }
 
 void Runtime::predict(const std::vector<const double*>& x, int64_t ncol, const std::vector<double*>& y) {
-  impl_->run(x, ncol, y, DType::F64);
+  impl_->run(x.data(), x.size(), ncol, y.data(), y.size(), DType::F64);
 }
 
 int64_t Runtime::num_inputs() const { return impl_->model.num_inputs(); }

@@ -29,6 +29,7 @@ struct CompileOptions {
   int device_index = 0;       ///< CUDA device ordinal
   bool reproducible = false;  ///< bitwise identical per column regardless of batch size/position
   bool verbose = false;       ///< print notices (fallbacks) to stderr
+  int nested_threads = 1;     ///< CPU threads per call inside a caller's parallel region / concurrent calls
 };
 
 /// The buffers of one run: one pointer per model input/output, each [ncol][features] row-major.
@@ -48,8 +49,11 @@ struct PhaseTimes {
 class Plan {
  public:
   virtual ~Plan() = default;
-  /// Run `ncol` columns (1 <= ncol <= max_batch(); 0 is a no-op). Not thread-safe: one caller at a time.
+  /// Run `ncol` columns (1 <= ncol <= max_batch(); 0 is a no-op). Thread-safe only when concurrent_runs().
   virtual void run(const IoBinding& io, int64_t ncol) = 0;
+  /// Whether run() may be called from several threads at once (the CPU plan: each call takes its own
+  /// workspace). fkb::Runtime serializes the calls of plans that return false (CUDA: one stream, one graph).
+  virtual bool concurrent_runs() const { return false; }
   virtual int64_t max_batch() const = 0;
   virtual std::string device_name() const = 0;  ///< "cpu" or "cuda:0 (NVIDIA H100 ...)"
   virtual PhaseTimes last_times() const { return {}; }

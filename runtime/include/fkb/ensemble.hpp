@@ -48,6 +48,7 @@ struct EnsembleOptions {
   int64_t max_batch = 0;  ///< 0 = the YAML config's, else 4096; larger calls are processed in chunks
   int threads = 0;        ///< CPU threads; 0 = the YAML config's, else all cores
   bool verbose = true;    ///< with device auto: print which device and engine were chosen
+  int nested_threads = 1; ///< CPU threads per call inside a caller's parallel region / concurrent calls (>= 1)
 };
 
 /// The member files an ensemble path names (directory, list file or YAML config), and the options the YAML

@@ -24,10 +24,22 @@ struct RuntimeOptions {
   std::string nonfinite = "propagate";  ///< "propagate" | "error"
   bool reproducible = false;
   bool verbose = true;             ///< print the one-line device notice at construction
+  /// CPU threads one predict() call uses when it is made from inside the caller's OpenMP parallel region, or
+  /// while other FKB calls are in flight in the process (a caller that threads its own columns): 1 (default)
+  /// keeps threads x calls at the caller's thread count instead of oversubscribing the cores. >= 1.
+  int nested_threads = 1;
 };
 
-/// A model compiled for one device. Runtimes are independent: concurrent predict() calls on separate
-/// Runtimes (even built from one Model) are safe; one Runtime serves one caller at a time.
+/// A model compiled for one device.
+///
+/// Threads: predict() may be called on one Runtime from any number of threads at once (an OpenMP
+/// `parallel do` over chunks of columns, std::threads), and every call gives bitwise the result it gives
+/// alone. The compiled plan is shared and read-only; each call in flight takes its own workspace from a
+/// small pool (allocated once, when calls first overlap; the steady path allocates nothing). On the CPU a
+/// call made inside the caller's OpenMP parallel region, or while other FKB calls run, uses
+/// `nested_threads` threads (default 1), so the caller's threads x FKB's threads never oversubscribe the
+/// cores. On CUDA the calls of one Runtime take turns (one stream, one CUDA graph). Separate Runtimes are
+/// independent. Loading, constructing and destroying a Runtime are not concurrent with its own predict().
 class Runtime {
  public:
   Runtime(const Model& model, const RuntimeOptions& options = {});

@@ -4,8 +4,13 @@
 // applied in registers (packed_gemm.hpp); elsewhere OpenBLAS' cblas_sgemm followed by one vectorized
 // epilogue pass over the output tile while it is still in cache.
 //
+// Concurrency: a plan is read-only once compiled. Each call takes a workspace (one worker per thread it uses)
+// from a small pool (workspace_pool.hpp), so any number of threads may call run() on one plan at once; a
+// call made inside the caller's OpenMP parallel region, or while other calls are in flight, uses
+// `nested_threads` threads (call_threads.hpp) instead of opening a team of its own.
+//
 // Threading: the batch is split into column blocks processed by an OpenMP parallel loop, each thread with
-// its own workspace, and OpenBLAS kept single-threaded (it is the pthread build: letting it also thread
+// its own worker, and OpenBLAS kept single-threaded (it is the pthread build: letting it also thread
 // each GEMM would oversubscribe the cores). With packed weights the threads share one read-only copy of
 // the weights, so splitting the columns costs nothing extra. FKB_CPU_THREADING=blas instead runs one block
 // at a time and lets OpenBLAS thread each GEMM (OpenBLAS path only), for comparison. All buffers are
@@ -26,12 +31,14 @@
 #include <mutex>
 #include <string>
 
+#include "cpu/call_threads.hpp"
 #include "cpu/cpu_kernels.hpp"
 #include "cpu/cpu_program.hpp"
 #include "cpu/packed_gemm.hpp"
 #include "custom_call.hpp"
 #include "fkb/backend.hpp"
 #include "fkb/error.hpp"
+#include "workspace_pool.hpp"
 
 namespace fkb {
 namespace cpu {
@@ -71,8 +78,12 @@ enum class Threading { Blocks, Blas };
 
 class CpuPlan final : public CpuBlockPlan {
  public:
-  CpuPlan(Program prog, const CompileOptions& opt)
-      : prog_(std::move(prog)), max_batch_(opt.max_batch), reproducible_(opt.reproducible) {
+  /// `first_workspace`: make the first call's workspace now (block drivers that bring their own workers pass false).
+  CpuPlan(Program prog, const CompileOptions& opt, bool first_workspace = true)
+      : prog_(std::move(prog)),
+        max_batch_(opt.max_batch),
+        nested_threads_(std::max(opt.nested_threads, 1)),
+        reproducible_(opt.reproducible) {
     threads_ = opt.threads > 0 ? opt.threads : omp_get_max_threads();
     if (threads_ < 1) threads_ = 1;
     const char* mode = std::getenv("FKB_CPU_THREADING");
@@ -108,12 +119,7 @@ class CpuPlan final : public CpuBlockPlan {
     }
     scratch_off_ = off;
     off += round_up(prog_.scratch_per_col * block_, 16);
-    for (int w = 0; w < nworkers_; ++w) {
-      Worker wk;
-      wk.mem = alloc_floats(off);
-      wk.vp.assign(prog_.values.size(), nullptr);
-      workers_.push_back(std::move(wk));
-    }
+    worker_floats_ = off;
     // Weights packed once for the AVX-512 kernel, with the epilogue it can apply in registers.
     use_packed_ = packed_gemm_available();
     if (use_packed_) {
@@ -140,30 +146,35 @@ class CpuPlan final : public CpuBlockPlan {
       for (size_t j = 0; j < i; ++j) first = first && prog_.outputs[j] != v;
       redirect_[i] = first && prog_.values[v].input < 0;
     }
-    size_t max_in = 1;
-    for (const auto& s : prog_.steps) max_in = std::max(max_in, s.in.size());
-    for (auto& wk : workers_) {
-      wk.ins.resize(max_in);
-      wk.xs.resize(prog_.inputs.size());
-      wk.ys.resize(prog_.outputs.size());
-    }
+    max_in_ = 1;
+    for (const auto& s : prog_.steps) max_in_ = std::max(max_in_, s.in.size());
+    // The workspace of the first call is made now: a caller that never overlaps calls allocates nothing later.
+    if (first_workspace) pool_.add(make_workspace(nworkers_));
   }
 
   void run(const IoBinding& io, int64_t ncol) override {
     // Per-call time for last_times(): on the CPU everything is compute (no transfers).
     struct Timer {
       PhaseTimes& t;
+      std::mutex& mu;
       std::chrono::steady_clock::time_point t0 = std::chrono::steady_clock::now();
       ~Timer() {
-        t.compute = t.total = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        std::lock_guard<std::mutex> lock(mu);
+        t.compute = t.total = s;
       }
-    } timer{last_};
+    } timer{last_, last_mu_};
     run_checked(io, ncol);
   }
 
-  PhaseTimes last_times() const override { return last_; }
+  bool concurrent_runs() const override { return true; }
 
-  void run_checked(const IoBinding& io, int64_t ncol) {
+  PhaseTimes last_times() const override {
+    std::lock_guard<std::mutex> lock(last_mu_);
+    return last_;
+  }
+
+  void run_checked(const IoBinding& io, int64_t ncol) const {
     if (ncol < 0) throw_error(Status::InvalidArgument, "ncol must be >= 0, got " + std::to_string(ncol));
     if (ncol == 0) return;
     if (ncol > max_batch_)
@@ -179,18 +190,23 @@ class CpuPlan final : public CpuBlockPlan {
     for (auto p : io.outputs)
       if (!p) throw_error(Status::InvalidArgument, "CPU plan: null output pointer");
 
+    const CallScope scope;
+    const int call_threads = scope.threads(threads_, nested_threads_);
     if (threading_ == Threading::Blas) {
-      set_blas_threads(threads_);
-      for (int64_t c0 = 0; c0 < ncol && !errors_.failed(); c0 += block_)
-        run_block(0, io, c0, std::min(block_, ncol - c0));
-      errors_.rethrow();
+      auto ws = acquire(1);
+      Worker& wk = *ws->workers[0];
+      set_blas_threads(call_threads);
+      for (int64_t c0 = 0; c0 < ncol && !ws->errors.failed(); c0 += block_)
+        ws->errors.set(run_io_block(wk, io, c0, std::min(block_, ncol - c0)));
+      ws->errors.rethrow();
       return;
     }
     set_blas_threads(1);
     // Enough blocks to keep every thread busy, none larger than the cache-sized block. With packed weights
     // a block costs no per-call packing, so aim for ~4 blocks per thread, handed out dynamically: a thread
     // that is descheduled (a shared node) or slower does not hold the others at the end of the call.
-    // OpenBLAS repacks per call, so there one block per thread is the floor.
+    // OpenBLAS repacks per call, so there one block per thread is the floor. The split depends on the plan's
+    // threads, never on how many threads this call gets, so results do not depend on concurrency.
     int64_t bs = block_;
     if (threads_ > 1 && ncol < bs * threads_ * (use_packed_ ? 4 : 1)) {
       bs = use_packed_ ? round_up((ncol + 4 * threads_ - 1) / (4 * threads_), 12)
@@ -201,28 +217,34 @@ class CpuPlan final : public CpuBlockPlan {
     // A thread only pays off with enough work to hide waking it (microseconds on an idle node, a scheduler
     // tick on a busy one): at least ~2 MFLOP, some 20 us of one core, per thread.
     const int64_t work_threads = std::max<int64_t>(1, ncol * std::max<int64_t>(prog_.flops_per_col, 1) / 2000000);
-    const int nt = static_cast<int>(std::min<int64_t>({threads_, nblocks, work_threads}));
+    const int nt = static_cast<int>(std::min<int64_t>({call_threads, nblocks, work_threads}));
+    auto ws = acquire(nt);
+    ErrorSink& errors = ws->errors;
     if (nt <= 1) {
-      for (int64_t b = 0; b < nblocks && !errors_.failed(); ++b) run_block(0, io, b * bs, std::min(bs, ncol - b * bs));
-      errors_.rethrow();
+      Worker& wk = *ws->workers[0];
+      for (int64_t b = 0; b < nblocks && !errors.failed(); ++b)
+        errors.set(run_io_block(wk, io, b * bs, std::min(bs, ncol - b * bs)));
+      errors.rethrow();
       return;
     }
 #pragma omp parallel num_threads(nt)
     {
-      const int t = omp_get_thread_num();
+      Worker& wk = *ws->workers[static_cast<size_t>(omp_get_thread_num())];
 #pragma omp for schedule(dynamic, 1)
       for (int64_t b = 0; b < nblocks; ++b)
-        if (!errors_.failed()) run_block(t, io, b * bs, std::min(bs, ncol - b * bs));
+        if (!errors.failed()) errors.set(run_io_block(wk, io, b * bs, std::min(bs, ncol - b * bs)));
     }
-    errors_.rethrow();
+    errors.rethrow();
   }
 
   // CpuBlockPlan
   int64_t block_size() const override { return block_; }
-  int workers() const override { return nworkers_; }
-  void begin_parallel_blocks() override { set_blas_threads(threading_ == Threading::Blas ? threads_ : 1); }
-  std::exception_ptr run_block(int w, const float* const* x, float* const* y, int64_t b) noexcept override {
-    Worker& wk = workers_[w];
+  int threads() const override { return threads_; }
+  std::unique_ptr<BlockWorker> make_worker() const override { return make_one_worker(); }
+  void begin_parallel_blocks() const override { set_blas_threads(1); }
+  std::exception_ptr run_block(BlockWorker& worker, const float* const* x, float* const* y,
+                               int64_t b) const noexcept override {
+    Worker& wk = static_cast<Worker&>(worker);
     for (size_t i = 0; i < prog_.inputs.size(); ++i) wk.xs[i] = x[i];
     for (size_t i = 0; i < prog_.outputs.size(); ++i) wk.ys[i] = redirect_[i] ? y[i] : nullptr;
     std::exception_ptr err = execute(wk, b);
@@ -239,16 +261,45 @@ class CpuPlan final : public CpuBlockPlan {
     return "cpu (" + std::to_string(threads_) + (threads_ == 1 ? " thread)" : " threads)");
   }
 
-  int threads() const { return threads_; }
+  /// Workspaces made so far (tests: concurrent calls grow the pool, serial calls do not).
+  size_t workspaces() const { return pool_.created(); }
 
  private:
-  struct Worker {
+  struct Worker final : BlockWorker {
     Buffer mem;
     std::vector<float*> vp;          // pointer of each value for the current block
     std::vector<const float*> ins;   // inputs of a merge/concat/custom step
     std::vector<const float*> xs;    // the block's model inputs (float32)
     std::vector<float*> ys;          // the block's model outputs written in place (nullptr: kept in a slot)
   };
+  // What one call holds: a worker per thread it uses, and the first error a block raised.
+  struct Workspace {
+    std::vector<std::unique_ptr<Worker>> workers;
+    ErrorSink errors;
+  };
+
+  std::unique_ptr<Worker> make_one_worker() const {
+    auto wk = std::make_unique<Worker>();
+    wk->mem = alloc_floats(worker_floats_);
+    wk->vp.assign(prog_.values.size(), nullptr);
+    wk->ins.resize(max_in_);
+    wk->xs.resize(prog_.inputs.size());
+    wk->ys.resize(prog_.outputs.size());
+    return wk;
+  }
+
+  std::unique_ptr<Workspace> make_workspace(int nworkers) const {
+    auto ws = std::make_unique<Workspace>();
+    for (int w = 0; w < nworkers; ++w) ws->workers.push_back(make_one_worker());
+    return ws;
+  }
+
+  // A workspace with at least `nworkers` workers, for the duration of one call.
+  WorkspacePool<Workspace>::Lease acquire(int nworkers) const {
+    const size_t need = static_cast<size_t>(std::max(nworkers, 1));
+    return pool_.acquire([need](const Workspace& w) { return w.workers.size() >= need; },
+                         [&] { return make_workspace(static_cast<int>(need)); });
+  }
 
   // out[rows][n] = a[rows][k] W, then the step's epilogue over the b columns of `fout` features each.
   void gemm(size_t si, const Step& s, const float* a, int64_t rows, float* out, int64_t b, int64_t fout) const {
@@ -281,8 +332,7 @@ class CpuPlan final : public CpuBlockPlan {
     if (!s.epi.is_identity()) apply_epilogue(s.epi, out, b, fout);
   }
 
-  void run_block(int w, const IoBinding& io, int64_t col0, int64_t b) {
-    Worker& wk = workers_[w];
+  std::exception_ptr run_io_block(Worker& wk, const IoBinding& io, int64_t col0, int64_t b) const noexcept {
     float* mem = wk.mem.get();
     for (size_t i = 0; i < prog_.inputs.size(); ++i) {
       const int64_t f = prog_.values[prog_.inputs[i]].features;
@@ -297,7 +347,7 @@ class CpuPlan final : public CpuBlockPlan {
       wk.ys[i] = io.output_dtype == DType::F32 && redirect_[i]
                      ? static_cast<float*>(io.outputs[i]) + col0 * prog_.values[prog_.outputs[i]].features
                      : nullptr;
-    errors_.set(execute(wk, b));
+    std::exception_ptr err = execute(wk, b);
     for (size_t i = 0; i < prog_.outputs.size(); ++i) {
       const int v = prog_.outputs[i];
       const int64_t f = prog_.values[v].features;
@@ -306,11 +356,12 @@ class CpuPlan final : public CpuBlockPlan {
       else if (!wk.ys[i])
         std::memcpy(static_cast<float*>(io.outputs[i]) + col0 * f, wk.vp[v], sizeof(float) * static_cast<size_t>(b * f));
     }
+    return err;
   }
 
   // Run every step on a block of b columns whose model inputs are wk.xs (float32) and whose in-place outputs
   // are wk.ys (nullptr: the output stays in its slot, wk.vp[value]). Returns a custom layer's error.
-  std::exception_ptr execute(Worker& wk, int64_t b) {
+  std::exception_ptr execute(Worker& wk, int64_t b) const noexcept {
     float* mem = wk.mem.get();
     auto& vp = wk.vp;
     std::exception_ptr err;
@@ -359,19 +410,22 @@ class CpuPlan final : public CpuBlockPlan {
 
   Program prog_;
   int64_t max_batch_;
+  int nested_threads_ = 1;
   int threads_ = 1;
   int nworkers_ = 1;
   Threading threading_ = Threading::Blocks;
   int64_t block_ = 256;
   std::vector<int64_t> slot_off_, in_off_;
   int64_t scratch_off_ = 0;
-  std::vector<Worker> workers_;
+  int64_t worker_floats_ = 0;
+  size_t max_in_ = 1;
+  mutable WorkspacePool<Workspace> pool_;
   std::vector<bool> redirect_;
   bool use_packed_ = false;
   bool reproducible_ = false;  ///< fixed summation order per output even without the packed kernels
   std::vector<PackedWeights> packed_;
   std::vector<PackedEpilogue> packed_epi_;
-  ErrorSink errors_;
+  mutable std::mutex last_mu_;
   PhaseTimes last_;
 };
 
@@ -417,7 +471,7 @@ std::unique_ptr<Plan> make_cpu_plan(Program program, const CompileOptions& optio
 std::unique_ptr<CpuBlockPlan> make_cpu_block_plan(const Model& model, const CompileOptions& options) {
   check_compile_options(options);
   check_model(model);
-  return std::make_unique<CpuPlan>(compile_program(model), options);
+  return std::make_unique<CpuPlan>(compile_program(model), options, /*first_workspace=*/false);
 }
 
 }  // namespace cpu

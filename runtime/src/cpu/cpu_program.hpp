@@ -103,21 +103,31 @@ bool cpu_supports(const Node& node, std::string* why);
 /// it to run programs lowered with folding off.
 std::unique_ptr<Plan> make_cpu_plan(Program program, const CompileOptions& options);
 
+/// The memory one thread needs to run blocks of a CpuBlockPlan (activation slots, converted inputs, im2col
+/// scratch). Opaque; made by the plan it belongs to.
+class BlockWorker {
+ public:
+  virtual ~BlockWorker() = default;
+};
+
 /// A CPU plan that also runs single blocks of columns, for drivers that interleave several plans over one
 /// loop of column blocks (fkb::Ensemble runs every member on a block before the next block).
 class CpuBlockPlan : public Plan {
  public:
   /// Largest number of columns run_block takes.
   virtual int64_t block_size() const = 0;
-  /// Number of independent workspaces: run_block calls with different `worker` (< workers()) may run
-  /// concurrently.
-  virtual int workers() const = 0;
+  /// CPU threads the plan was compiled for (its `threads` option resolved).
+  virtual int threads() const = 0;
+  /// A new worker (allocates its workspace; throws OutOfMemory). A driver keeps one per thread per call.
+  virtual std::unique_ptr<BlockWorker> make_worker() const = 0;
   /// Call once before a parallel loop of run_block calls (keeps OpenBLAS single-threaded inside it).
-  virtual void begin_parallel_blocks() = 0;
+  virtual void begin_parallel_blocks() const = 0;
   /// Run `b` (1..block_size()) columns: x[i] points at the block's first column of input i, y[j] at the
-  /// block's first column of output j (float32, [b][features] each). Allocates nothing and never throws: the
-  /// first error of a custom layer is returned (the outputs are then undefined).
-  virtual std::exception_ptr run_block(int worker, const float* const* x, float* const* y, int64_t b) noexcept = 0;
+  /// block's first column of output j (float32, [b][features] each). The plan is read-only: calls with
+  /// different workers may run concurrently (the worker must come from this plan's make_worker()).
+  /// Allocates nothing and never throws: the first error of a custom layer is returned (outputs undefined).
+  virtual std::exception_ptr run_block(BlockWorker& worker, const float* const* x, float* const* y,
+                                       int64_t b) const noexcept = 0;
 };
 
 /// Lower and compile a model for the CPU as a CpuBlockPlan (same checks and errors as the CPU backend).
