@@ -195,7 +195,8 @@ class Checker:
         env.update({"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
                     "OMPI_MCA_rmaps_base_oversubscribe": "1", "PRTE_MCA_rmaps_default_mapping_policy": ":oversubscribe"})
         self.env = env
-        self.help_cache = {}
+        self.help_cache = {}  # fkb SUBCOMMAND --help
+        self.gnu_cache = {}   # compiler -> is gfortran
 
     def setup(self):
         shutil.rmtree(self.work, ignore_errors=True)
@@ -268,7 +269,8 @@ class Checker:
                 cc = [self.a.cxx, "-std=c++17", "-Wall", "-Werror"]
                 libs = []
             else:
-                cc = [self.a.mpifc if mpi else self.a.fc, "-Wall", "-Werror", "-Wno-unused-dummy-argument"]
+                fc = self.a.mpifc if mpi else self.a.fc
+                cc = [fc] + (["-Wall", "-Werror", "-Wno-unused-dummy-argument"] if self.is_gfortran(fc) else [])
                 libs = []
             st, out = sh(cc + [src] + flags + libs + ["-o", stem], d, self.env)
             if st != 0 or s.kind == "compile":
@@ -288,6 +290,11 @@ class Checker:
         if s.kind == "usage":
             return self.check_usage(s)
         return False, "unhandled kind"
+
+    def is_gfortran(self, fc):
+        if fc not in self.gnu_cache:
+            self.gnu_cache[fc] = "GNU Fortran" in sh([fc, "--version"], None, self.env)[1]
+        return self.gnu_cache[fc]
 
     @staticmethod
     def content_lines(text):
