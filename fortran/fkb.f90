@@ -1,6 +1,6 @@
 !> module fkb: Keras models in Fortran, over the FKB C API (fkb/fkb.h), ISO_C_BINDING only.
 !>
-!>   use fkb
+!>   use fkb                            ! also gives the kinds real32 and real64 (iso_fortran_env's)
 !>   type(fkb_model) :: net
 !>   call net%load('cbrain.h5', device='cpu')
 !>   call net%predict(x, y)            ! x(net%n_inputs(), ncol), y(net%n_outputs(), ncol); real32 or real64
@@ -19,6 +19,21 @@
 !> The model computes in its precision (fp32 by default) whatever the array kind; real64 arrays are
 !> converted inside FKB. x and y may be device arrays (OpenACC host_data / CUDA Fortran) when the model
 !> runs on a GPU.
+!>
+!> Models with several input or output tensors are refused by load (stat = FKB_ERR_UNSUPPORTED, the message
+!> names the counts): this module takes single-input, single-output models (use the C++ API for others).
+!>
+!> Threads: one loaded fkb_model (or fkb_ensemble) may be used by any number of threads at once, e.g. a
+!> module variable called from every thread of an `!$omp parallel do` over chunks of columns: predict keeps
+!> no state in the Fortran object or in the module (every work variable is a local of the call, errmsg is
+!> the caller's own argument, error messages are per thread in the C API), the compiled model is shared and
+!> read-only, each call takes its own workspace, and the outputs are those of the same calls made one after
+!> another. Inside the caller's parallel region a call uses `nested_threads` CPU threads (load option,
+!> default 1), so the cores are not oversubscribed. The queries (n_inputs, n_outputs, device_name,
+!> is_loaded) are read-only and safe from any thread. load, free, assignment and finalization change the
+!> object: do them outside the parallel region (or from one thread, with no predict on that object in
+!> flight). No local variable of these procedures is static (no SAVE, no initialized locals, no large
+!> fixed-size local arrays), so this holds whether or not the calling program is compiled with OpenMP.
 !>
 !> Ensembles (type fkb_ensemble): N Keras models of one architecture in one batched call:
 !>   type(fkb_ensemble) :: ens
@@ -40,6 +55,9 @@ module fkb
 
   public :: fkb_model, fkb_version, fkb_status_name
   public :: fkb_ensemble, fkb_register_layer, fkb_unregister_layer, fkb_layer_fn
+  !> The real kinds of iso_fortran_env, so that `use fkb` alone declares real(real64) arrays as the examples
+  !> do (the same entities as iso_fortran_env's: using both modules is fine).
+  public :: real32, real64
 
   !> Status codes (fkb.h / fkb::Status).
   integer, parameter, public :: FKB_OK = 0
@@ -109,14 +127,14 @@ module fkb
   end interface
 
   interface
-    integer(c_int) function fkb_ensemble_load_c(path, device, precision, max_batch, threads, ens) &
-        bind(c, name='fkb_ensemble_load')
+    integer(c_int) function fkb_ensemble_load_ex_c(path, device, precision, max_batch, threads, verbose, &
+                                                   nested_threads, ens) bind(c, name='fkb_ensemble_load_ex')
       import :: c_int, c_char, c_int64_t, c_int32_t, c_ptr
       character(kind=c_char), dimension(*), intent(in) :: path, device, precision
       integer(c_int64_t), value :: max_batch
-      integer(c_int32_t), value :: threads
+      integer(c_int32_t), value :: threads, verbose, nested_threads
       type(c_ptr), intent(out) :: ens
-    end function fkb_ensemble_load_c
+    end function fkb_ensemble_load_ex_c
 
     integer(c_int) function fkb_ensemble_predict_f32_c(ens, x, ncol, mean, spread, members) &
         bind(c, name='fkb_ensemble_predict_f32')
@@ -176,15 +194,41 @@ module fkb
     end function fkb_unregister_layer_c
   end interface
 
+  !> The C struct fkb_options (fkb.h), field for field, in its order. It must match fkb.h (module fkb is built
+  !> with the library it calls); fkb_options_init fills the defaults of every field, those added later too.
+  type, bind(c) :: fkb_options_c
+    type(c_ptr) :: device, precision
+    integer(c_int64_t) :: max_batch
+    integer(c_int32_t) :: threads
+    type(c_ptr) :: config_path, nonfinite
+    integer(c_int32_t) :: reproducible, verbose, nested_threads
+  end type fkb_options_c
+
   interface
-    integer(c_int) function fkb_load_ex_c(path, device, precision, max_batch, threads, config_path, model) &
-        bind(c, name='fkb_load_ex')
-      import :: c_int, c_char, c_int64_t, c_int32_t, c_ptr
-      character(kind=c_char), dimension(*), intent(in) :: path, device, precision, config_path
-      integer(c_int64_t), value :: max_batch
-      integer(c_int32_t), value :: threads
+    integer(c_int) function fkb_options_init_c(options) bind(c, name='fkb_options_init')
+      import :: c_int, fkb_options_c
+      type(fkb_options_c), intent(out) :: options
+    end function fkb_options_init_c
+
+    integer(c_int) function fkb_load_c(path, options, model) bind(c, name='fkb_load')
+      import :: c_int, c_char, c_ptr, fkb_options_c
+      character(kind=c_char), dimension(*), intent(in) :: path
+      type(fkb_options_c), intent(in) :: options
       type(c_ptr), intent(out) :: model
-    end function fkb_load_ex_c
+    end function fkb_load_c
+
+    integer(c_int) function fkb_input_count_c(model, n) bind(c, name='fkb_input_count')
+      import :: c_int, c_ptr, c_int64_t
+      type(c_ptr), value :: model
+      integer(c_int64_t), intent(out) :: n
+    end function fkb_input_count_c
+
+    integer(c_int) function fkb_output_count_c(model, n) bind(c, name='fkb_output_count')
+      import :: c_int, c_ptr, c_int64_t
+      type(c_ptr), value :: model
+      integer(c_int64_t), intent(out) :: n
+    end function fkb_output_count_c
+
 
     integer(c_int) function fkb_predict_f32_c(model, x, ncol, y) bind(c, name='fkb_predict_f32')
       import :: c_int, c_ptr, c_int64_t
@@ -252,6 +296,19 @@ contains
     character(kind=c_char, len=:), allocatable :: cs
     cs = trim(s) // c_null_char
   end function c_string
+
+  !> A NUL-terminated character array (interoperable, so c_loc may point a C `const char*` at it).
+  subroutine c_chars(s, a)
+    character(len=*), intent(in) :: s
+    character(kind=c_char), allocatable, intent(out) :: a(:)
+    integer :: i, n
+    n = len_trim(s)
+    allocate(a(n + 1))
+    do i = 1, n
+      a(i) = s(i:i)
+    end do
+    a(n + 1) = c_null_char
+  end subroutine c_chars
 
   !> A Fortran copy of a NUL-terminated C string.
   function f_string(p) result(s)
@@ -323,47 +380,88 @@ contains
   ! type-bound procedures
 
   !> Load a Keras file and compile it. A model already loaded in `self` is freed first.
-  !>   path       .h5 / .keras file (trailing blanks are ignored)
-  !>   device     'auto' (default) | 'cpu' | 'cuda' | 'cuda:N'
-  !>   precision  'fp32' (default) | 'tf32' | 'bf16' | 'fp16'
-  !>   max_batch  largest batch compiled for (default 4096); bigger calls run in chunks
-  !>   threads    CPU threads (default 0 = all cores)
-  !>   config     Keras JSON/YAML architecture file for weights-only .h5 files
-  subroutine model_load(self, path, device, precision, max_batch, threads, config, stat, errmsg)
+  !>   path            .h5 / .keras file (trailing blanks are ignored)
+  !>   device          'auto' (default) | 'cpu' | 'cuda' | 'cuda:N'
+  !>   precision       'fp32' (default) | 'tf32' | 'bf16' | 'fp16'
+  !>   max_batch       largest batch compiled for (default 4096); bigger calls run in chunks
+  !>   threads         CPU threads (default 0 = all cores)
+  !>   config          Keras JSON/YAML architecture file for weights-only .h5 files
+  !>   verbose         print the one-line device notice ('fkb: device auto -> ...') at load (default .true.)
+  !>   nonfinite       'propagate' (default) | 'error': a NaN/Inf input fails predict with FKB_ERR_NON_FINITE,
+  !>                   naming the column
+  !>   reproducible    a column's output is bitwise independent of the batch size and its position in the
+  !>                   batch (default .false.)
+  !>   nested_threads  CPU threads one predict uses inside the caller's OpenMP parallel region (default 1)
+  !> A model with several input or output tensors is refused: stat = FKB_ERR_UNSUPPORTED.
+  subroutine model_load(self, path, device, precision, max_batch, threads, config, stat, errmsg, verbose, &
+                        nonfinite, reproducible, nested_threads)
     class(fkb_model), intent(inout) :: self
     character(len=*), intent(in) :: path
     character(len=*), intent(in), optional :: device, precision, config
     integer, intent(in), optional :: max_batch, threads
     integer, intent(out), optional :: stat
     character(len=:), allocatable, intent(out), optional :: errmsg
-    character(kind=c_char, len=:), allocatable :: c_device, c_precision, c_config
-    integer(c_int64_t) :: mb, n
-    integer(c_int32_t) :: nt
+    logical, intent(in), optional :: verbose, reproducible
+    character(len=*), intent(in), optional :: nonfinite
+    integer, intent(in), optional :: nested_threads
+    character(kind=c_char), allocatable, target :: c_device(:), c_precision(:), c_config(:), c_nonfinite(:)
+    type(fkb_options_c) :: o
+    integer(c_int64_t) :: n, nx, ny
     integer(c_int) :: code
     type(c_ptr) :: h
     character(len=:), allocatable :: msg
 
     call self%free()
-    c_device = c_string('auto')
-    c_precision = c_string('fp32')
-    c_config = c_string('')
-    mb = 0
-    nt = 0
-    if (present(device)) c_device = c_string(device)
-    if (present(precision)) c_precision = c_string(precision)
-    if (present(config)) c_config = c_string(config)
-    if (present(max_batch)) mb = int(max_batch, c_int64_t)
-    if (present(threads)) nt = int(threads, c_int32_t)
+    code = fkb_options_init_c(o)
+    if (present(device)) then
+      call c_chars(device, c_device)
+      o%device = c_loc(c_device)
+    end if
+    if (present(precision)) then
+      call c_chars(precision, c_precision)
+      o%precision = c_loc(c_precision)
+    end if
+    if (present(config)) then
+      call c_chars(config, c_config)
+      o%config_path = c_loc(c_config)
+    end if
+    if (present(nonfinite)) then
+      call c_chars(nonfinite, c_nonfinite)
+      o%nonfinite = c_loc(c_nonfinite)
+    end if
+    if (present(max_batch)) o%max_batch = int(max_batch, c_int64_t)
+    if (present(threads)) o%threads = int(threads, c_int32_t)
+    if (present(verbose)) o%verbose = merge(1_c_int32_t, 0_c_int32_t, verbose)
+    if (present(reproducible)) o%reproducible = merge(1_c_int32_t, 0_c_int32_t, reproducible)
+    if (present(nested_threads)) o%nested_threads = int(nested_threads, c_int32_t)
+    if (present(nested_threads)) then
+      if (nested_threads < 1) then  ! the C API reads 0 as the default; here 0 is a mistake worth naming
+        msg = 'fkb_model%load: nested_threads must be >= 1, got ' // itoa(int(nested_threads, int64))
+        if (present(errmsg)) errmsg = msg
+        call report(FKB_ERR_INVALID_ARGUMENT, msg, stat)
+        return
+      end if
+    end if
 
-    code = fkb_load_ex_c(c_string(path), c_device, c_precision, mb, nt, c_config, h)
+    code = fkb_load_c(c_string(path), o, h)
+    msg = c_message(code)
     if (code == FKB_OK) then
       self%handle = h
-      code = fkb_n_inputs_c(h, n)
+      code = fkb_input_count_c(h, nx)
+      if (code == FKB_OK) code = fkb_output_count_c(h, ny)
+      msg = c_message(code)
+      if (code == FKB_OK .and. (nx /= 1 .or. ny /= 1)) then
+        code = FKB_ERR_UNSUPPORTED
+        msg = "fkb_model%load: '" // trim(path) // "' has " // itoa(nx) // ' input tensor(s) and ' // &
+              itoa(ny) // ' output tensor(s); the Fortran API takes single-input, single-output models ' // &
+              'only (x(n_inputs, ncol) -> y(n_outputs, ncol)); run this model from C++ (fkb::Runtime)'
+      end if
+      if (code == FKB_OK) code = fkb_n_inputs_c(h, n)
       if (code == FKB_OK) self%nin = int(n)
       if (code == FKB_OK) code = fkb_n_outputs_c(h, n)
       if (code == FKB_OK) self%nout = int(n)
+      if (code /= FKB_OK .and. len(msg) == 0) msg = c_message(code)
     end if
-    msg = c_message(code)
     if (code /= FKB_OK) call self%free()
     if (present(errmsg)) errmsg = msg
     call report(int(code), msg, stat)
@@ -593,16 +691,21 @@ contains
   !> Load an ensemble: a directory of Keras files, a list file (.txt/.lst/.list, one path per line) or a
   !> YAML config (.yaml/.yml). Options not given take the YAML's values, else the defaults. An ensemble
   !> already loaded in `self` is freed first.
-  subroutine ensemble_load(self, path, device, precision, max_batch, threads, stat, errmsg)
+  !>   verbose         with device 'auto', print which device and engine were chosen (default .true.)
+  !>   nested_threads  CPU threads one predict uses inside the caller's OpenMP parallel region (default 1)
+  !> (nonfinite and reproducible are not options of ensembles.)
+  subroutine ensemble_load(self, path, device, precision, max_batch, threads, stat, errmsg, verbose, nested_threads)
     class(fkb_ensemble), intent(inout) :: self
     character(len=*), intent(in) :: path
     character(len=*), intent(in), optional :: device, precision
     integer, intent(in), optional :: max_batch, threads
     integer, intent(out), optional :: stat
     character(len=:), allocatable, intent(out), optional :: errmsg
+    logical, intent(in), optional :: verbose
+    integer, intent(in), optional :: nested_threads
     character(kind=c_char, len=:), allocatable :: c_device, c_precision
     integer(c_int64_t) :: mb, n
-    integer(c_int32_t) :: nt
+    integer(c_int32_t) :: nt, vb, nested
     integer(c_int) :: code
     type(c_ptr) :: h
     character(len=:), allocatable :: msg
@@ -612,11 +715,23 @@ contains
     c_precision = c_string('')
     mb = 0
     nt = 0
+    vb = 1
+    nested = 1
     if (present(device)) c_device = c_string(device)
     if (present(precision)) c_precision = c_string(precision)
     if (present(max_batch)) mb = int(max_batch, c_int64_t)
     if (present(threads)) nt = int(threads, c_int32_t)
-    code = fkb_ensemble_load_c(c_string(path), c_device, c_precision, mb, nt, h)
+    if (present(verbose)) vb = merge(1_c_int32_t, 0_c_int32_t, verbose)
+    if (present(nested_threads)) then
+      if (nested_threads < 1) then
+        msg = 'fkb_ensemble%load: nested_threads must be >= 1, got ' // itoa(int(nested_threads, int64))
+        if (present(errmsg)) errmsg = msg
+        call report(FKB_ERR_INVALID_ARGUMENT, msg, stat)
+        return
+      end if
+      nested = int(nested_threads, c_int32_t)
+    end if
+    code = fkb_ensemble_load_ex_c(c_string(path), c_device, c_precision, mb, nt, vb, nested, h)
     if (code == FKB_OK) then
       self%handle = h
       code = fkb_ensemble_n_inputs_c(h, n)

@@ -21,7 +21,13 @@
 !>     max_batch         = 0                ! largest batch compiled for (0 = FKB's default, 4096)
 !>     threads           = 0                ! CPU threads (0 = all cores)
 !>     config_path       = ''               ! Keras JSON/YAML for weights-only model files
-!>     verbose           = .true.           ! print one line describing the set-up at init
+!>     verbose           = .true.           ! print one line describing the set-up at init, and FKB's
+!>                                          ! device notice ('fkb: device auto -> cpu'); .false.: silent
+!>     nonfinite         = 'propagate'      ! propagate | error: a NaN/Inf in the normalized inputs fails
+!>                                          ! fkb_physics_run with FKB_ERR_NON_FINITE, naming the column
+!>     reproducible      = .false.          ! a column's outputs bitwise independent of batch size/position
+!>     nested_threads    = 1                ! CPU threads one run uses inside the caller's OpenMP parallel
+!>                                          ! region (1: no oversubscription)
 !>   /
 !>
 !> Relative paths in the namelist are relative to the directory of the namelist file.
@@ -33,9 +39,19 @@
 !> non-finite div/scale values are errors.
 !>
 !> Errors: optional stat/errmsg as in module fkb; without stat an error stops with the message.
-!> The module keeps one model (module state): it is not thread-safe, call it from one thread per MPI
-!> rank. The normalization runs on the host, so x and y must be host arrays (for device-resident data
-!> use module fkb directly).
+!> A model with several input or output tensors is refused by init (FKB_ERR_UNSUPPORTED).
+!>
+!> Threads: fkb_physics_run may be called from any number of threads at once, e.g. from every thread of an
+!> `!$omp parallel do` over chunks of columns (each thread its own x and y): the module's state (the model,
+!> sub, div, scale) is only read by run; the normalized copy of x is a local of each call (no module work
+!> array), and errors go to the caller's own stat/errmsg. Each chunk's outputs are those the same call would
+!> give from one thread. fkb_physics_init and fkb_physics_finalize change the module state: call them
+!> outside parallel regions, with no run in flight.
+!>
+!> MPI: every rank initializes its own model; the optional `comm` argument of fkb_physics_init is accepted
+!> and ignored (each rank runs its own columns; for node-aggregated batches use module fkb_mpi).
+!> The normalization runs on the host, so x and y must be host arrays (for device-resident data use module
+!> fkb directly). `use fkb_physics` also gives the kinds real32 and real64.
 module fkb_physics
   use, intrinsic :: iso_fortran_env, only: real32, real64, int64
   use, intrinsic :: ieee_arithmetic, only: ieee_is_finite
@@ -46,6 +62,7 @@ module fkb_physics
   public :: fkb_physics_init, fkb_physics_run, fkb_physics_finalize
   public :: fkb_physics_n_inputs, fkb_physics_n_outputs, fkb_physics_is_initialized
   public :: fkb_read_vector
+  public :: real32, real64  ! iso_fortran_env's, for the arrays of fkb_physics_run
 
   !> fkb_physics_run(x, y [, stat, errmsg]) for real32 or real64 x(n_inputs, ncol), y(n_outputs, ncol).
   interface fkb_physics_run
@@ -59,8 +76,7 @@ module fkb_physics
   integer, save :: nin = 0, nout = 0
   real(real64), allocatable, save :: sub64(:), div64(:), scale64(:)
   real(real32), allocatable, save :: sub32(:), div32(:), scale32(:)
-  real(real64), allocatable, save :: work64(:, :)
-  real(real32), allocatable, save :: work32(:, :)
+  ! No work arrays here: fkb_physics_run normalizes into a local of each call, so threads never share one.
 
 contains
 
@@ -256,8 +272,9 @@ contains
   ! public procedures
 
   !> Read the &fkb_nl namelist from `namelist_file`, load the model and the normalization vectors.
-  !> `comm` (an MPI communicator, Fortran handle) is accepted for the MPI layer to come and is unused
-  !> now: every rank loads its own model. Calling init again re-initializes.
+  !> `comm` (an MPI communicator, Fortran handle) is accepted and IGNORED: every rank loads its own model and
+  !> runs its own columns (module fkb_mpi has the MPI modes). Calling init again re-initializes. Not to be
+  !> called while another thread runs fkb_physics_run.
   subroutine fkb_physics_init(namelist_file, comm, stat, errmsg)
     character(len=*), intent(in) :: namelist_file
     integer, intent(in), optional :: comm
@@ -276,11 +293,11 @@ contains
     integer, intent(out) :: code
     character(len=:), allocatable, intent(out) :: msg
     character(len=path_len) :: model_path, input_sub_file, input_div_file, output_scale_file, config_path
-    character(len=64) :: device, precision
-    integer :: max_batch, threads
-    logical :: verbose
+    character(len=64) :: device, precision, nonfinite
+    integer :: max_batch, threads, nested_threads
+    logical :: verbose, reproducible
     namelist /fkb_nl/ model_path, input_sub_file, input_div_file, output_scale_file, device, precision, &
-      max_batch, threads, config_path, verbose
+      max_batch, threads, config_path, verbose, nonfinite, reproducible, nested_threads
     character(len=512) :: iomsg
     character(len=:), allocatable :: base
     integer :: unit, ios
@@ -299,6 +316,9 @@ contains
     max_batch = 0
     threads = 0
     verbose = .true.
+    nonfinite = 'propagate'
+    reproducible = .false.
+    nested_threads = 1
 
     open(newunit=unit, file=namelist_file, status='old', action='read', iostat=ios, iomsg=iomsg)
     if (ios /= 0) then
@@ -322,7 +342,9 @@ contains
 
     base = dir_name(namelist_file)
     call net%load(resolve(model_path, base), device=trim(device), precision=trim(precision), &
-                  max_batch=max_batch, threads=threads, config=resolve(config_path, base), stat=code, errmsg=msg)
+                  max_batch=max_batch, threads=threads, config=resolve(config_path, base), verbose=verbose, &
+                  nonfinite=trim(nonfinite), reproducible=reproducible, nested_threads=nested_threads, &
+                  stat=code, errmsg=msg)
     if (code /= FKB_OK) then
       msg = 'fkb_physics_init: ' // msg
       return
@@ -394,18 +416,16 @@ contains
     real(real64), contiguous, intent(inout) :: y(:, :)
     integer, intent(out) :: code
     character(len=:), allocatable, intent(out) :: msg
+    real(real64), allocatable :: work(:, :)  ! a local of this call: threads never share it
     integer :: j, ncol
     call check_run(size(x, 1), size(x, 2), size(y, 1), size(y, 2), code, msg)
     if (code /= FKB_OK) return
     ncol = size(x, 2)
-    if (allocated(work64)) then
-      if (size(work64, 2) < ncol) deallocate(work64)
-    end if
-    if (.not. allocated(work64)) allocate(work64(nin, max(ncol, 1)))
+    allocate(work(nin, ncol))
     do j = 1, ncol
-      work64(:, j) = (x(:, j) - sub64) / div64
+      work(:, j) = (x(:, j) - sub64) / div64
     end do
-    call net%predict(work64(:, 1:ncol), y, stat=code, errmsg=msg)
+    call net%predict(work, y, stat=code, errmsg=msg)
     if (code /= FKB_OK) then
       msg = 'fkb_physics_run: ' // msg
       return
@@ -432,18 +452,16 @@ contains
     real(real32), contiguous, intent(inout) :: y(:, :)
     integer, intent(out) :: code
     character(len=:), allocatable, intent(out) :: msg
+    real(real32), allocatable :: work(:, :)  ! a local of this call: threads never share it
     integer :: j, ncol
     call check_run(size(x, 1), size(x, 2), size(y, 1), size(y, 2), code, msg)
     if (code /= FKB_OK) return
     ncol = size(x, 2)
-    if (allocated(work32)) then
-      if (size(work32, 2) < ncol) deallocate(work32)
-    end if
-    if (.not. allocated(work32)) allocate(work32(nin, max(ncol, 1)))
+    allocate(work(nin, ncol))
     do j = 1, ncol
-      work32(:, j) = (x(:, j) - sub32) / div32
+      work(:, j) = (x(:, j) - sub32) / div32
     end do
-    call net%predict(work32(:, 1:ncol), y, stat=code, errmsg=msg)
+    call net%predict(work, y, stat=code, errmsg=msg)
     if (code /= FKB_OK) then
       msg = 'fkb_physics_run: ' // msg
       return
@@ -467,8 +485,6 @@ contains
     if (allocated(sub32)) deallocate(sub32)
     if (allocated(div32)) deallocate(div32)
     if (allocated(scale32)) deallocate(scale32)
-    if (allocated(work64)) deallocate(work64)
-    if (allocated(work32)) deallocate(work32)
     if (present(errmsg)) errmsg = ''
     if (present(stat)) stat = FKB_OK
   end subroutine fkb_physics_finalize

@@ -6,12 +6,16 @@
 #   DATA_DIR <dir of <fixture>.txt files from fkb_fixture_export> WORK_DIR <scratch dir>
 #   [SETUP_FIXTURE <CTest fixture that writes DATA_DIR>]
 #   PARITY <fixtures...> SMALL <single-input fixture> PHYSICS <fixture>
-#   [ENSEMBLE <ensemble export name>] [CUSTOM <fixtures holding the ScaledTanh custom layer...>])
+#   [ENSEMBLE <ensemble export name>] [CUSTOM <fixtures holding the ScaledTanh custom layer...>]
+#   [MULTI_IO <a Keras model file with several inputs/outputs>])
+# With ENSEMBLE and MULTI_IO: <prefix>options_{quiet,verbose} (load options reach the library; multi-input models
+# are refused at load/init). With ENSEMBLE and OpenMP for Fortran: <prefix>threads (one shared model, ensemble
+# and fkb_physics called from an !$omp parallel do, bitwise vs serial and vs Keras), labels "fortran;threads".
 set(FKB_FORTRAN_SUITE_DIR ${CMAKE_CURRENT_LIST_DIR})
 
 function(fkb_fortran_test_suite)
-  cmake_parse_arguments(S "" "PREFIX;LIBRARY;DATA_DIR;WORK_DIR;SETUP_FIXTURE;SMALL;PHYSICS;ENSEMBLE" "PARITY;CUSTOM"
-    ${ARGN})
+  cmake_parse_arguments(S "" "PREFIX;LIBRARY;DATA_DIR;WORK_DIR;SETUP_FIXTURE;SMALL;PHYSICS;ENSEMBLE;MULTI_IO"
+    "PARITY;CUSTOM" ${ARGN})
   set(d ${FKB_FORTRAN_SUITE_DIR})
   set(p ${S_PREFIX})
 
@@ -26,18 +30,34 @@ function(fkb_fortran_test_suite)
   if(S_CUSTOM)
     list(APPEND extra_tests test_custom_layer)
   endif()
-  foreach(t test_parity test_errors test_physics test_stop test_finalizer ${extra_tests})
+  if(S_ENSEMBLE AND S_MULTI_IO)
+    list(APPEND extra_tests test_options)
+  endif()
+  set(threads_test)
+  if(S_ENSEMBLE)
+    find_package(OpenMP COMPONENTS Fortran)
+    if(OpenMP_Fortran_FOUND)
+      set(threads_test test_threads)
+    else()
+      message(STATUS "FKB: no OpenMP for Fortran; test ${S_PREFIX}threads is not built")
+    endif()
+  endif()
+  foreach(t test_parity test_errors test_physics test_stop test_finalizer ${extra_tests} ${threads_test})
     add_executable(${p}${t} ${d}/${t}.f90)
     set_target_properties(${p}${t} PROPERTIES Fortran_MODULE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/${p}${t}_mod)
     target_link_libraries(${p}${t} PRIVATE ${p}test_util)
   endforeach()
+  if(threads_test)
+    target_link_libraries(${p}test_threads PRIVATE OpenMP::OpenMP_Fortran)
+  endif()
   add_executable(${p}leak_control ${d}/leak_control.f90)
   set_target_properties(${p}leak_control PROPERTIES Fortran_MODULE_DIRECTORY ${CMAKE_CURRENT_BINARY_DIR}/${p}lc_mod)
   target_link_libraries(${p}leak_control PRIVATE ${S_LIBRARY})
 
   if(CMAKE_Fortran_COMPILER_ID STREQUAL "GNU")
     # warnings fail the build (sentinel values are compared exactly on purpose)
-    foreach(t test_util test_parity test_errors test_physics test_stop test_finalizer leak_control ${extra_tests})
+    foreach(t test_util test_parity test_errors test_physics test_stop test_finalizer leak_control ${extra_tests}
+        ${threads_test})
       target_compile_options(${p}${t} PRIVATE -std=f2018 -Wall -Wextra -Wno-compare-reals -Werror)
     endforeach()
   endif()
@@ -70,6 +90,21 @@ function(fkb_fortran_test_suite)
     list(APPEND tests ${p}custom_layer)
   endif()
 
+  # Options: the quiet run must print no device notice and no fkb_physics line (verbose = .false. reaches the
+  # library and the namelist); the verbose run must print each of them. Both run every option check.
+  if(S_ENSEMBLE AND S_MULTI_IO)
+    set(opt_cmd "$<TARGET_FILE:${p}test_options>$<SEMICOLON>MODE$<SEMICOLON>${small}$<SEMICOLON>${data}/${S_PHYSICS}.txt")
+    string(APPEND opt_cmd "$<SEMICOLON>${S_MULTI_IO}$<SEMICOLON>${data}/${S_ENSEMBLE}.txt$<SEMICOLON>${work}/options_MODE")
+    string(REPLACE "MODE" "quiet" cmd_quiet "${opt_cmd}")
+    string(REPLACE "MODE" "verbose" cmd_verbose "${opt_cmd}")
+    add_test(NAME ${p}options_quiet COMMAND ${CMAKE_COMMAND} "-DCMD=${cmd_quiet}"
+      "-DREJECT=device auto|fkb_physics: |fkb: ensemble" "-DEXPECT=all checks passed" -P ${d}/run_expect_output.cmake)
+    add_test(NAME ${p}options_verbose COMMAND ${CMAKE_COMMAND} "-DCMD=${cmd_verbose}"
+      "-DEXPECT=all checks passed|fkb: device auto -> |fkb: ensemble of 8 members: device auto -> |fkb_physics: .* outputs. on "
+      -P ${d}/run_expect_output.cmake)
+    list(APPEND tests ${p}options_quiet ${p}options_verbose)
+  endif()
+
   # Without stat: error stop with the message, nonzero exit.
   foreach(case "load_missing|missing_model.h5" "predict_shape|x has [0-9]+ rows"
                 "copy|cannot be copied" "physics_uninit|not initialized")
@@ -100,6 +135,14 @@ function(fkb_fortran_test_suite)
   endif()
 
   set_tests_properties(${tests} PROPERTIES ENVIRONMENT "OMP_NUM_THREADS=1;OPENBLAS_NUM_THREADS=1")
+  # Threads: 4 OpenMP threads (on any number of cores) share one model, one ensemble and fkb_physics.
+  if(threads_test)
+    add_test(NAME ${p}threads COMMAND ${p}test_threads ${data}/${S_PHYSICS}.txt ${data}/${S_ENSEMBLE}.txt
+      ${work}/threads)
+    set_tests_properties(${p}threads PROPERTIES ENVIRONMENT "OMP_NUM_THREADS=4;OPENBLAS_NUM_THREADS=1"
+      LABELS "threads" TIMEOUT 900)
+    list(APPEND tests ${p}threads)
+  endif()
   set_property(TEST ${tests} APPEND PROPERTY LABELS fortran)
   if(S_SETUP_FIXTURE)
     set_tests_properties(${tests} PROPERTIES FIXTURES_REQUIRED ${S_SETUP_FIXTURE})

@@ -19,7 +19,13 @@
  *   Fortran array x(features, ncol). No transposes.
  * - x and y may be host pointers or CUDA device pointers when the model runs on a GPU (the backend
  *   detects which); on the CPU backend they must be host pointers.
- * - A handle serves one caller at a time; separate handles may be used concurrently from separate threads.
+ * - Threads: fkb_predict_f32/f64 and fkb_ensemble_predict_f32/f64 may be called concurrently on ONE handle
+ *   from any number of threads (e.g. the threads of an OpenMP parallel for, each on its own columns): the
+ *   compiled model is shared and read-only, each call takes its own workspace, and the outputs are the same
+ *   as those of the same calls made one after another. Inside the caller's parallel region a call uses
+ *   options.nested_threads CPU threads (default 1), so the cores are not oversubscribed. Loading, freeing and
+ *   custom-layer (un)registration must not overlap calls on the handle they affect. The queries
+ *   (fkb_n_inputs, fkb_device_name, ...) are read-only and safe from any thread.
  *
  * This header includes only <stddef.h> and <stdint.h>.
  */
@@ -61,6 +67,8 @@ typedef struct fkb_options {
   const char* nonfinite;   /* "propagate" (default) | "error"; NULL = "propagate" */
   int32_t reproducible;    /* nonzero: a column's output is bitwise independent of batch size/position */
   int32_t verbose;         /* nonzero (default): print the one-line device notice at load */
+  int32_t nested_threads;  /* CPU threads one predict call uses inside the caller's OpenMP parallel region or
+                              while other FKB calls run concurrently; default 1 (no oversubscription); >= 1 */
 } fkb_options;
 
 /* Fill *options with the defaults. Returns FKB_ERR_INVALID_ARGUMENT if options is NULL. */
@@ -75,6 +83,12 @@ int fkb_load(const char* path, const fkb_options* options, fkb_model_t* model);
  * max_batch = 0 / threads = 0 mean the defaults; config_path NULL or "" means none. */
 int fkb_load_ex(const char* path, const char* device, const char* precision, int64_t max_batch, int32_t threads,
                 const char* config_path, fkb_model_t* model);
+
+/* The number of input / output TENSORS of the model (Keras order); fkb_predict_* needs 1 and 1 (models with
+ * several inputs or outputs run from C++, fkb::Runtime's vector overloads). Not to be confused with
+ * fkb_n_inputs / fkb_n_outputs, the features per column of the first input / output. */
+int fkb_input_count(fkb_model_t model, int64_t* n);
+int fkb_output_count(fkb_model_t model, int64_t* n);
 
 /* Run ncol columns of a single-input, single-output model.
  * x: [ncol][n_inputs] and y: [ncol][n_outputs] (Fortran x(n_inputs, ncol), y(n_outputs, ncol)).
@@ -119,6 +133,12 @@ typedef struct fkb_ensemble_s* fkb_ensemble_t;
  * shapes. *ensemble is NULL after a failure. */
 int fkb_ensemble_load(const char* path, const char* device, const char* precision, int64_t max_batch,
                       int32_t threads, fkb_ensemble_t* ensemble);
+
+/* The same with the remaining fkb::EnsembleOptions: verbose nonzero prints the one-line device/engine notice
+ * with device auto (fkb_ensemble_load: on); nested_threads = CPU threads one predict call uses inside the
+ * caller's OpenMP parallel region or while other calls run (0 = the default, 1). */
+int fkb_ensemble_load_ex(const char* path, const char* device, const char* precision, int64_t max_batch,
+                         int32_t threads, int32_t verbose, int32_t nested_threads, fkb_ensemble_t* ensemble);
 
 /* Run all members on ncol columns. x: [ncol][n_inputs] (Fortran x(n_inputs, ncol)).
  * mean: [ncol][n_outputs], required. spread: [ncol][n_outputs] or NULL: the POPULATION standard deviation over

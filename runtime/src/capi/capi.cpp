@@ -74,6 +74,9 @@ fkb_model_t load_impl(const char* path, const fkb_options& o) {
   ro.threads = o.threads;
   ro.reproducible = o.reproducible != 0;
   ro.verbose = o.verbose != 0;
+  if (o.nested_threads < 0)
+    invalid("fkb_load: nested_threads must be >= 1 (0 = default 1), got " + std::to_string(o.nested_threads));
+  ro.nested_threads = o.nested_threads > 0 ? o.nested_threads : 1;
   check_device(ro.device);
   fkb::parse_precision(ro.precision); // throws InvalidArgument naming the accepted values
   fkb::parse_nonfinite_policy(ro.nonfinite);
@@ -131,6 +134,7 @@ int fkb_options_init(fkb_options* options) {
     options->nonfinite = "propagate";
     options->reproducible = 0;
     options->verbose = 1;
+    options->nested_threads = 1;
   });
 }
 
@@ -191,6 +195,24 @@ int fkb_n_outputs(fkb_model_t model, int64_t* n) {
     if (!n)
       invalid("fkb_n_outputs: n is NULL");
     *n = h.n_out;
+  });
+}
+
+int fkb_input_count(fkb_model_t model, int64_t* n) {
+  return guarded("fkb_input_count", [&] {
+    fkb_model_s& h = deref(model, "fkb_input_count");
+    if (!n)
+      invalid("fkb_input_count: n is NULL");
+    *n = h.runtime->num_inputs();
+  });
+}
+
+int fkb_output_count(fkb_model_t model, int64_t* n) {
+  return guarded("fkb_output_count", [&] {
+    fkb_model_s& h = deref(model, "fkb_output_count");
+    if (!n)
+      invalid("fkb_output_count: n is NULL");
+    *n = h.runtime->num_outputs();
   });
 }
 

@@ -31,6 +31,26 @@ void predict_impl(const char* fn, fkb_ensemble_t e, const T* x, int64_t ncol, T*
   ens.predict(x, ncol, mean, spread, members);
 }
 
+fkb_ensemble_t ensemble_load_impl(const char* path, const char* device, const char* precision, int64_t max_batch,
+                                  int32_t threads, int32_t verbose, int32_t nested_threads) {
+  if (!path) invalid("fkb_ensemble_load: path is NULL");
+  if (!*path) invalid("fkb_ensemble_load: path is empty");
+  if (max_batch < 0)
+    invalid("fkb_ensemble_load: max_batch must be >= 0 (0 = default), got " + std::to_string(max_batch));
+  if (threads < 0) invalid("fkb_ensemble_load: threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
+  if (nested_threads < 0)
+    invalid("fkb_ensemble_load: nested_threads must be >= 1 (0 = default 1), got " + std::to_string(nested_threads));
+  fkb::EnsembleOptions o;
+  o.device = device ? device : "";
+  o.precision = precision ? precision : "";
+  o.max_batch = max_batch;
+  o.threads = threads;
+  o.verbose = verbose != 0;
+  o.nested_threads = nested_threads > 0 ? nested_threads : 1;
+  auto h = std::make_unique<fkb_ensemble_s>();
+  h->ensemble = std::make_unique<fkb::Ensemble>(fkb::Ensemble::load(path, o));
+  return h.release();
+}
 }  // namespace
 
 extern "C" {
@@ -40,19 +60,16 @@ int fkb_ensemble_load(const char* path, const char* device, const char* precisio
   if (ensemble) *ensemble = nullptr;
   return guarded("fkb_ensemble_load", [&] {
     if (!ensemble) invalid("fkb_ensemble_load: the output handle pointer is NULL");
-    if (!path) invalid("fkb_ensemble_load: path is NULL");
-    if (!*path) invalid("fkb_ensemble_load: path is empty");
-    if (max_batch < 0)
-      invalid("fkb_ensemble_load: max_batch must be >= 0 (0 = default), got " + std::to_string(max_batch));
-    if (threads < 0) invalid("fkb_ensemble_load: threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
-    fkb::EnsembleOptions o;
-    o.device = device ? device : "";
-    o.precision = precision ? precision : "";
-    o.max_batch = max_batch;
-    o.threads = threads;
-    auto h = std::make_unique<fkb_ensemble_s>();
-    h->ensemble = std::make_unique<fkb::Ensemble>(fkb::Ensemble::load(path, o));
-    *ensemble = h.release();
+    *ensemble = ensemble_load_impl(path, device, precision, max_batch, threads, 1, 1);
+  });
+}
+
+int fkb_ensemble_load_ex(const char* path, const char* device, const char* precision, int64_t max_batch,
+                         int32_t threads, int32_t verbose, int32_t nested_threads, fkb_ensemble_t* ensemble) {
+  if (ensemble) *ensemble = nullptr;
+  return guarded("fkb_ensemble_load", [&] {
+    if (!ensemble) invalid("fkb_ensemble_load: the output handle pointer is NULL");
+    *ensemble = ensemble_load_impl(path, device, precision, max_batch, threads, verbose, nested_threads);
   });
 }
 
