@@ -1,7 +1,7 @@
 !> module fkb_mpi: one Keras model per MPI communicator, over the C API fkb/fkb_mpi.h (ISO_C_BINDING only).
 !>
-!>   use mpi                 ! or mpi_f08: pass comm%MPI_VAL
-!>   use fkb_mpi
+!>   use mpi                 ! or mpi_f08: pass comm%MPI_VAL (see below)
+!>   use fkb_mpi             ! also gives the kinds real32, real64 (iso_fortran_env's)
 !>   type(fkb_mpi_model) :: net
 !>   call net%load('cbrain.h5', comm=MPI_COMM_WORLD, mode='node-aggregate')   ! collective
 !>   call net%predict(x, y)   ! x(net%n_inputs(), ncol), y(net%n_outputs(), ncol); real32 or real64; ncol may be 0
@@ -19,6 +19,25 @@
 !> size(x,2) /= size(y,2), a NaN under nonfinite 'error') still takes part in the collective and gets the error;
 !> the other ranks' results are computed normally. A failure of the leader's run is returned to every rank.
 !>
+!> Communicators: `comm` is the INTEGER handle of the communicator (`use mpi` / mpif.h: MPI_COMM_WORLD or any
+!> integer communicator). With `use mpi_f08`, pass the handle's integer component: comm=MPI_COMM_WORLD%MPI_VAL
+!> (or my_comm%MPI_VAL for a type(MPI_Comm) variable); the two name the same communicator (MPI 3.1 §17.2.5).
+!>
+!> Models with several input or output tensors are refused by load on every rank (stat = FKB_ERR_UNSUPPORTED,
+!> the message names the counts): this module takes single-input, single-output models.
+!>
+!> Threads: in modes 'per-rank' and 'cpu', predict may be called on one model from any number of threads of a
+!> rank at once (e.g. every thread of an `!$omp parallel do` over chunks of columns): predict communicates
+!> nothing, keeps no state in the Fortran object or module, and each call's outputs are those of the same
+!> call made from one thread; inside the parallel region a call uses `nested_threads` CPU threads (default 1).
+!> No MPI call is made by predict in these modes, so MPI_THREAD_FUNNELED (or even SINGLE) suffices.
+!> In mode 'node-aggregate' predict is collective over the node and owns the shared window while it runs:
+!> call it from ONE thread per rank (outside the parallel region, or inside `!$omp single` / `!$omp masked`),
+!> the same number of times on every rank. A second call on a rank while one is in flight is refused with
+!> stat = FKB_ERR_UNSUPPORTED and a message saying so (it does not touch the window nor join the group's
+!> batch), never answered with wrong numbers. load, report, report_json, reset_stats and free must not
+!> overlap predict calls.
+!>
 !> Copies: a loaded fkb_mpi_model cannot be copied (defined assignment stops), so two finalizers never free
 !> one session. free() and the finalizer are collective while MPI is running: let every rank's model go out of
 !> scope together (or call free() on every rank before MPI_Finalize).
@@ -33,6 +52,7 @@ module fkb_mpi
   private
 
   public :: fkb_mpi_model
+  public :: real32, real64  ! iso_fortran_env's kinds, so that `use fkb_mpi` declares the arrays of predict
   public :: FKB_OK, FKB_ERR_INVALID_ARGUMENT, FKB_ERR_FILE, FKB_ERR_FORMAT, FKB_ERR_UNSUPPORTED, &
             FKB_ERR_SHAPE_MISMATCH, FKB_ERR_NON_FINITE, FKB_ERR_CUDA, FKB_ERR_MPI, FKB_ERR_OUT_OF_MEMORY, &
             FKB_ERR_INTERNAL
@@ -61,16 +81,41 @@ module fkb_mpi
     final :: mpi_finalize
   end type fkb_mpi_model
 
+  !> The C struct fkb_mpi_options (fkb/fkb_mpi.h), field for field, in its order (built with the library it
+  !> calls); fkb_mpi_options_init fills every field's default.
+  type, bind(c) :: fkb_mpi_options_c
+    type(c_ptr) :: mode, device, precision
+    integer(c_int64_t) :: max_batch
+    integer(c_int32_t) :: threads
+    type(c_ptr) :: config_path, nonfinite
+    integer(c_int32_t) :: reproducible, verbose, use_env, nested_threads
+  end type fkb_mpi_options_c
+
   interface
-    integer(c_int) function fkb_mpi_load_ex_c(path, comm, mode, device, precision, max_batch, threads, config, &
-                                              session) bind(c, name='fkb_mpi_load_ex')
-      import :: c_int, c_char, c_int64_t, c_int32_t, c_ptr
-      character(kind=c_char), dimension(*), intent(in) :: path, mode, device, precision, config
+    integer(c_int) function fkb_mpi_options_init_c(options) bind(c, name='fkb_mpi_options_init')
+      import :: c_int, fkb_mpi_options_c
+      type(fkb_mpi_options_c), intent(out) :: options
+    end function fkb_mpi_options_init_c
+
+    integer(c_int) function fkb_mpi_load_c(path, comm, options, session) bind(c, name='fkb_mpi_load')
+      import :: c_int, c_char, c_ptr, fkb_mpi_options_c
+      character(kind=c_char), dimension(*), intent(in) :: path
       integer(c_int), value :: comm
-      integer(c_int64_t), value :: max_batch
-      integer(c_int32_t), value :: threads
+      type(fkb_mpi_options_c), intent(in) :: options
       type(c_ptr), intent(out) :: session
-    end function fkb_mpi_load_ex_c
+    end function fkb_mpi_load_c
+
+    integer(c_int) function fkb_mpi_input_count_c(s, n) bind(c, name='fkb_mpi_input_count')
+      import :: c_int, c_ptr, c_int64_t
+      type(c_ptr), value :: s
+      integer(c_int64_t), intent(out) :: n
+    end function fkb_mpi_input_count_c
+
+    integer(c_int) function fkb_mpi_output_count_c(s, n) bind(c, name='fkb_mpi_output_count')
+      import :: c_int, c_ptr, c_int64_t
+      type(c_ptr), value :: s
+      integer(c_int64_t), intent(out) :: n
+    end function fkb_mpi_output_count_c
 
     integer(c_int) function fkb_mpi_predict_checked_f32_c(s, x, xf, xn, y, yf, yn) &
         bind(c, name='fkb_mpi_predict_checked_f32')
@@ -164,6 +209,27 @@ contains
     cs = trim(s) // c_null_char
   end function c_string
 
+  !> A NUL-terminated character array (interoperable, so c_loc may point a C `const char*` at it).
+  subroutine c_chars(s, a)
+    character(len=*), intent(in) :: s
+    character(kind=c_char), allocatable, intent(out) :: a(:)
+    integer :: i, n
+    n = len_trim(s)
+    allocate(a(n + 1))
+    do i = 1, n
+      a(i) = s(i:i)
+    end do
+    a(n + 1) = c_null_char
+  end subroutine c_chars
+
+  function itoa(i) result(s)
+    integer(int64), intent(in) :: i
+    character(len=:), allocatable :: s
+    character(len=24) :: buf
+    write(buf, '(i0)') i
+    s = trim(buf)
+  end function itoa
+
   function f_string(p) result(s)
     type(c_ptr), intent(in) :: p
     character(len=:), allocatable :: s
@@ -224,14 +290,22 @@ contains
 
   !> Load a Keras file on every rank of `comm`. Collective; all-or-nothing (if any rank fails, every rank gets
   !> an error naming the first failing rank). A model already loaded in `self` is freed first (collectively).
-  !>   comm       the communicator's integer handle (use mpi: MPI_COMM_WORLD; use mpi_f08: comm%MPI_VAL)
-  !>   mode       'per-rank' (default) | 'node-aggregate' | 'cpu'
-  !>   device     'auto' (default) | 'cpu' | 'cuda' | 'cuda:N' | comma list indexed by node-local rank
-  !>   precision  'fp32' (default) | 'tf32' | 'bf16' | 'fp16'
-  !>   max_batch  plan size of each runtime (default 4096)
-  !>   threads    CPU threads per runtime (default 0: the node's cores shared among its CPU runtimes)
-  !>   config     Keras JSON/YAML architecture file for weights-only .h5 files
-  subroutine mpi_load(self, path, comm, mode, device, precision, max_batch, threads, config, stat, errmsg)
+  !>   comm            the communicator's integer handle (use mpi: MPI_COMM_WORLD; use mpi_f08: comm%MPI_VAL)
+  !>   mode            'per-rank' (default) | 'node-aggregate' | 'cpu'
+  !>   device          'auto' (default) | 'cpu' | 'cuda' | 'cuda:N' | comma list indexed by node-local rank
+  !>   precision       'fp32' (default) | 'tf32' | 'bf16' | 'fp16'
+  !>   max_batch       plan size of each runtime (default 4096)
+  !>   threads         CPU threads per runtime (default 0: the node's cores shared among its CPU runtimes)
+  !>   config          Keras JSON/YAML architecture file for weights-only .h5 files
+  !>   verbose         rank 0 prints one line describing the device assignment (default .true.); no rank
+  !>                   prints anything else at load
+  !>   nonfinite       'propagate' (default) | 'error': a NaN/Inf input fails that rank's predict with
+  !>                   FKB_ERR_NON_FINITE (node-aggregate: the other ranks' columns are still computed)
+  !>   reproducible    a column's output is bitwise independent of batch size, position and decomposition
+  !>   nested_threads  CPU threads one predict uses inside the caller's OpenMP parallel region (default 1)
+  !> A model with several input or output tensors is refused on every rank: stat = FKB_ERR_UNSUPPORTED.
+  subroutine mpi_load(self, path, comm, mode, device, precision, max_batch, threads, config, stat, errmsg, &
+                      verbose, nonfinite, reproducible, nested_threads)
     class(fkb_mpi_model), intent(inout) :: self
     character(len=*), intent(in) :: path
     integer, intent(in) :: comm
@@ -239,34 +313,75 @@ contains
     integer, intent(in), optional :: max_batch, threads
     integer, intent(out), optional :: stat
     character(len=:), allocatable, intent(out), optional :: errmsg
+    logical, intent(in), optional :: verbose, reproducible
+    character(len=*), intent(in), optional :: nonfinite
+    integer, intent(in), optional :: nested_threads
     character(len=:), allocatable :: em
-    character(kind=c_char, len=:), allocatable :: c_mode, c_device, c_precision, c_config
-    integer(c_int64_t) :: mb, n
-    integer(c_int32_t) :: nt
+    character(kind=c_char), allocatable, target :: c_mode(:), c_device(:), c_precision(:), c_config(:), &
+                                                   c_nonfinite(:)
+    type(fkb_mpi_options_c) :: o
+    integer(c_int64_t) :: n, nx, ny
     integer(c_int) :: code
     type(c_ptr) :: h
 
     call self%free()
-    c_mode = c_string('')
-    c_device = c_string('')
-    c_precision = c_string('')
-    c_config = c_string('')
-    mb = 0
-    nt = 0
-    if (present(mode)) c_mode = c_string(mode)
-    if (present(device)) c_device = c_string(device)
-    if (present(precision)) c_precision = c_string(precision)
-    if (present(config)) c_config = c_string(config)
-    if (present(max_batch)) mb = int(max_batch, c_int64_t)
-    if (present(threads)) nt = int(threads, c_int32_t)
-    code = fkb_mpi_load_ex_c(c_string(path), int(comm, c_int), c_mode, c_device, c_precision, mb, nt, c_config, h)
+    nx = 1
+    ny = 1
+    code = fkb_mpi_options_init_c(o)
+    if (present(mode)) then
+      call c_chars(mode, c_mode)
+      o%mode = c_loc(c_mode)
+    end if
+    if (present(device)) then
+      call c_chars(device, c_device)
+      o%device = c_loc(c_device)
+    end if
+    if (present(precision)) then
+      call c_chars(precision, c_precision)
+      o%precision = c_loc(c_precision)
+    end if
+    if (present(config)) then
+      call c_chars(config, c_config)
+      o%config_path = c_loc(c_config)
+    end if
+    if (present(nonfinite)) then
+      call c_chars(nonfinite, c_nonfinite)
+      o%nonfinite = c_loc(c_nonfinite)
+    end if
+    if (present(max_batch)) o%max_batch = int(max_batch, c_int64_t)
+    if (present(threads)) o%threads = int(threads, c_int32_t)
+    if (present(verbose)) o%verbose = merge(1_c_int32_t, 0_c_int32_t, verbose)
+    if (present(reproducible)) o%reproducible = merge(1_c_int32_t, 0_c_int32_t, reproducible)
+    if (present(nested_threads)) then
+      ! Checked before the collective, like the C API's argument checks: pass the same value on every rank.
+      if (nested_threads < 1) then
+        call report_status(FKB_ERR_INVALID_ARGUMENT, 'fkb_mpi_model%load: nested_threads must be >= 1, got ' // &
+                           itoa(int(nested_threads, int64)), stat, em)
+        if (present(errmsg)) errmsg = em
+        return
+      end if
+      o%nested_threads = int(nested_threads, c_int32_t)
+    end if
+    code = fkb_mpi_load_c(c_string(path), int(comm, c_int), o, h)
     if (code /= FKB_OK) then
       call report_c(code, stat, em)
       if (present(errmsg)) errmsg = em
       return
     end if
     self%handle = h
-    code = fkb_mpi_n_inputs_c(h, n)
+    code = fkb_mpi_input_count_c(h, nx)
+    if (code == FKB_OK) code = fkb_mpi_output_count_c(h, ny)
+    if (code == FKB_OK .and. (nx /= 1 .or. ny /= 1)) then
+      ! Every rank loaded the same file (the load agreed), so every rank takes this branch: free is collective.
+      call self%free()
+      call report_status(FKB_ERR_UNSUPPORTED, "fkb_mpi_model%load: '" // trim(path) // "' has " // itoa(nx) // &
+                         ' input tensor(s) and ' // itoa(ny) // ' output tensor(s); the Fortran API takes ' // &
+                         'single-input, single-output models only (x(n_inputs, ncol) -> y(n_outputs, ncol)); ' // &
+                         'run this model from C++ (fkb::mpi::Session)', stat, em)
+      if (present(errmsg)) errmsg = em
+      return
+    end if
+    if (code == FKB_OK) code = fkb_mpi_n_inputs_c(h, n)
     if (code == FKB_OK) self%nin = int(n)
     if (code == FKB_OK) code = fkb_mpi_n_outputs_c(h, n)
     if (code == FKB_OK) self%nout = int(n)

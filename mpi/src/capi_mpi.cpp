@@ -96,6 +96,9 @@ void load_impl(const char* path, int fortran_comm, const fkb_mpi_options& o, fkb
   so.reproducible = o.reproducible != 0;
   so.verbose = o.verbose != 0;
   so.use_env = o.use_env != 0;
+  if (o.nested_threads < 0)
+    invalid("fkb_mpi_load: nested_threads must be >= 1 (0 = default 1), got " + std::to_string(o.nested_threads));
+  so.nested_threads = o.nested_threads > 0 ? o.nested_threads : 1;
   // Argument errors above are local; a rank with a NULL path would leave the others in the collective, so
   // they are the caller's bug to avoid (documented). Everything below agrees collectively.
   auto h = std::make_unique<fkb_mpi_s>();
@@ -121,6 +124,7 @@ int fkb_mpi_options_init(fkb_mpi_options* options) {
     options->nonfinite = "propagate";
     options->verbose = 1;
     options->use_env = 1;
+    options->nested_threads = 1;
   });
 }
 
@@ -172,6 +176,22 @@ int fkb_mpi_predict_checked_f64(fkb_mpi_t session, const double* x, int64_t x_fe
                                 int64_t y_features, int64_t y_ncol) {
   return guarded("fkb_mpi_predict_f64", [&] {
     deref(session, "fkb_mpi_predict_f64").predict_checked(x, x_features, x_ncol, y, y_features, y_ncol);
+  });
+}
+
+int fkb_mpi_input_count(fkb_mpi_t session, int64_t* n) {
+  return guarded("fkb_mpi_input_count", [&] {
+    auto& s = deref(session, "fkb_mpi_input_count");
+    if (!n) invalid("fkb_mpi_input_count: n is NULL");
+    *n = s.num_inputs();
+  });
+}
+
+int fkb_mpi_output_count(fkb_mpi_t session, int64_t* n) {
+  return guarded("fkb_mpi_output_count", [&] {
+    auto& s = deref(session, "fkb_mpi_output_count");
+    if (!n) invalid("fkb_mpi_output_count: n is NULL");
+    *n = s.num_outputs();
   });
 }
 

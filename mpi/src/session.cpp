@@ -4,12 +4,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <climits>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <mutex>
 #include <new>
 #include <optional>
 #include <string>
@@ -164,28 +166,21 @@ struct Session::Impl {
   WindowHeader* header() const { return reinterpret_cast<WindowHeader*>(window.base()); }
   RankSlot* slot(int r) const { return reinterpret_cast<RankSlot*>(window.base() + 2048) + r; }
 
+  // Threads: per-rank / cpu predict calls may overlap on one rank (the Runtime is shared and takes a workspace
+  // per call); each call counts into its own RankStats and adds them here under stats_mu. A node-aggregate
+  // call owns the window, seq and wf/wd while `aggregate_busy` is set; a second call meanwhile is refused.
   RankStats stats;
-  int inject_failures = 0;
-  PtrScratch<float> sf, wf, cf;  // caller's pointers / window pointers / one chunk's pointers
-  PtrScratch<double> sd, wd, cd;
+  mutable std::mutex stats_mu;
+  std::atomic<bool> aggregate_busy{false};
+  std::atomic<int> inject_failures{0};
+  PtrScratch<float> wf;  // window pointers of the leader's run (node-aggregate, under aggregate_busy)
+  PtrScratch<double> wd;
 
-  template <class T> PtrScratch<T>& scratch() {
-    if constexpr (std::is_same<T, float>::value)
-      return sf;
-    else
-      return sd;
-  }
   template <class T> PtrScratch<T>& wscratch() {
     if constexpr (std::is_same<T, float>::value)
       return wf;
     else
       return wd;
-  }
-  template <class T> PtrScratch<T>& cscratch() {
-    if constexpr (std::is_same<T, float>::value)
-      return cf;
-    else
-      return cd;
   }
 
   bool aggregating() const { return mode == Mode::NodeAggregate && group_size > 1; }
@@ -208,11 +203,13 @@ struct Session::Impl {
 
   template <class T>
   void validate(const std::vector<const T*>& x, int64_t ncol, const std::vector<T*>& y, const int64_t* ext) const;
-  template <class T> void run_runtime(const std::vector<const T*>& x, int64_t ncol, const std::vector<T*>& y);
+  template <class T>
+  void run_runtime(const std::vector<const T*>& x, int64_t ncol, const std::vector<T*>& y, RankStats& st);
   template <class T>
   void predict(const std::vector<const T*>& x, int64_t ncol, const std::vector<T*>& y, const int64_t* ext);
-  template <class T> void aggregate(const std::vector<const T*>& x, int64_t ncol, const std::vector<T*>& y, bool bad);
-  template <class W> void leader_run(int64_t total);
+  template <class T>
+  void aggregate(const std::vector<const T*>& x, int64_t ncol, const std::vector<T*>& y, bool bad, RankStats& st);
+  template <class W> void leader_run(int64_t total, RankStats& st);
 };
 
 void Session::Impl::init(MPI_Comm user, const std::function<Model()>& get_model, const SessionOptions& opt) {
@@ -260,6 +257,8 @@ void Session::Impl::init(MPI_Comm user, const std::function<Model()>& get_model,
       throw_error(Status::InvalidArgument, "max_batch must be >= 1, got " + std::to_string(opt.max_batch));
     if (opt.threads < 0)
       throw_error(Status::InvalidArgument, "threads must be >= 0, got " + std::to_string(opt.threads));
+    if (opt.nested_threads < 1)
+      throw_error(Status::InvalidArgument, "nested_threads must be >= 1, got " + std::to_string(opt.nested_threads));
     std::string w = opt.wait;
     const char* wenv = opt.use_env ? std::getenv("FKB_MPI_WAIT") : nullptr;
     if (wenv && *wenv) w = wenv;
@@ -322,6 +321,7 @@ void Session::Impl::init(MPI_Comm user, const std::function<Model()>& get_model,
       // Node-aggregate: each rank checks its own columns (so the error lands on the rank that owns them).
       ro.nonfinite = mode == Mode::NodeAggregate ? "propagate" : opt.nonfinite;
       ro.reproducible = opt.reproducible;
+      ro.nested_threads = opt.nested_threads;
       ro.verbose = false;  // one line from rank 0 instead of one per rank
       try {
         runtime = std::make_unique<Runtime>(model, ro);
@@ -369,18 +369,10 @@ void Session::Impl::init(MPI_Comm user, const std::function<Model()>& get_model,
       wait_policy = SharedWindow::Wait::Sleep;
     if (group_size > 1) setup_window_layout(0);
   }
-  scratch<float>().x.resize(in_features.size());
-  scratch<float>().y.resize(out_features.size());
-  scratch<double>().x.resize(in_features.size());
-  scratch<double>().y.resize(out_features.size());
   wscratch<float>().x.resize(in_features.size());
   wscratch<float>().y.resize(out_features.size());
   wscratch<double>().x.resize(in_features.size());
   wscratch<double>().y.resize(out_features.size());
-  cscratch<float>().x.resize(in_features.size());
-  cscratch<float>().y.resize(out_features.size());
-  cscratch<double>().x.resize(in_features.size());
-  cscratch<double>().y.resize(out_features.size());
 
   if (opt.verbose) {
     std::string model_memory;
@@ -477,48 +469,53 @@ void Session::Impl::validate(const std::vector<const T*>& x, int64_t ncol, const
 }
 
 template <class T>
-void Session::Impl::run_runtime(const std::vector<const T*>& x, int64_t ncol, const std::vector<T*>& y) {
-  // Chunks of max_batch here rather than inside Runtime, so every chunk's phase times are counted.
-  std::vector<const T*>& xs = cscratch<T>().x;
-  std::vector<T*>& ys = cscratch<T>().y;
+void Session::Impl::run_runtime(const std::vector<const T*>& x, int64_t ncol, const std::vector<T*>& y,
+                                RankStats& st) {
+  // Chunks of max_batch here rather than inside Runtime, so every chunk's phase times are counted. The chunk
+  // pointers are this call's own (calls may overlap in per-rank mode).
+  std::vector<const T*> xs(x.size());
+  std::vector<T*> ys(y.size());
   const int64_t mb = runtime->max_batch();
   for (int64_t done = 0; done < ncol;) {
     const int64_t chunk = std::min(mb, ncol - done);
     for (size_t i = 0; i < x.size(); ++i) xs[i] = x[i] + done * in_features[i];
     for (size_t i = 0; i < y.size(); ++i) ys[i] = y[i] + done * out_features[i];
-    if (inject_failures > 0) {
-      --inject_failures;
-      throw_error(Status::Internal, "injected failure (fkb::mpi::detail::inject_leader_failures)");
+    int pending = inject_failures.load();
+    while (pending > 0 && !inject_failures.compare_exchange_weak(pending, pending - 1)) {
     }
+    if (pending > 0) throw_error(Status::Internal, "injected failure (fkb::mpi::detail::inject_leader_failures)");
     const auto t = Clock::now();
     runtime->predict(xs, chunk, ys);
     const double w = since(t);
+    // The backend's last call's transfer times: with overlapping calls (per-rank mode, several threads) they
+    // may be another call's, so h2d/d2h are then approximate (on the CPU both are 0 and compute is exact).
     const PhaseTimes pt = runtime->last_times();
-    stats.h2d += pt.h2d;
-    stats.d2h += pt.d2h;
-    stats.compute += std::max(0.0, w - pt.h2d - pt.d2h);
-    ++stats.batches;
+    st.h2d += pt.h2d;
+    st.d2h += pt.d2h;
+    st.compute += std::max(0.0, w - pt.h2d - pt.d2h);
+    ++st.batches;
     done += chunk;
   }
-  stats.batch_columns += ncol;
+  st.batch_columns += ncol;
 }
 
-template <class W> void Session::Impl::leader_run(int64_t total) {
+template <class W> void Session::Impl::leader_run(int64_t total, RankStats& st) {
   PtrScratch<W>& s = wscratch<W>();
   for (size_t i = 0; i < in_features.size(); ++i) s.x[i] = reinterpret_cast<const W*>(window.base() + in_off[i]);
   for (size_t i = 0; i < out_features.size(); ++i) s.y[i] = reinterpret_cast<W*>(window.base() + out_off[i]);
-  run_runtime<W>(s.x, total, s.y);
+  run_runtime<W>(s.x, total, s.y, st);
 }
 
 template <class T>
-void Session::Impl::aggregate(const std::vector<const T*>& x, int64_t ncol, const std::vector<T*>& y, bool bad) {
+void Session::Impl::aggregate(const std::vector<const T*>& x, int64_t ncol, const std::vector<T*>& y, bool bad,
+                              RankStats& rs) {
   const int64_t call = ++seq;
   const int p = static_cast<int>(call & 1);
   // 1. Announce this rank's count (and whether its input was bad, and its type); wait for every rank's.
   RankSlot* const mine = slot(group_rank);
   mine->entry[p] = Entry{bad ? 0 : ncol, std::is_same<T, double>::value ? 1 : 0, bad ? 1 : 0};
   window.publish(&mine->arrive, call);
-  stats.wait += window.wait_until(
+  rs.wait += window.wait_until(
       [&] {
         for (int r = 0; r < group_size; ++r)
           if (SharedWindow::read_flag(&slot(r)->arrive) < call) return false;
@@ -537,7 +534,7 @@ void Session::Impl::aggregate(const std::vector<const T*>& x, int64_t ncol, cons
   if (total > window_cols) {
     auto t = Clock::now();
     ensure_capacity(total);  // collective; the new control block starts at 0, below `call`
-    stats.wait += since(t);
+    rs.wait += since(t);
   }
 
   // 2. Pack this rank's columns at its displacement (node-rank order), then say so.
@@ -552,13 +549,13 @@ void Session::Impl::aggregate(const std::vector<const T*>& x, int64_t ncol, cons
         copy_convert(x[i], reinterpret_cast<float*>(dst), ncol * in_features[i]);
     }
   }
-  stats.pack += since(t);
+  rs.pack += since(t);
   window.publish(&slot(group_rank)->ready, call);  // not `mine`: the window may have been reallocated
 
   // 3. The leader waits for every rank's columns, runs the group's batch, and publishes its verdict.
   WindowHeader* h = header();
   if (group_rank == 0) {
-    stats.wait += window.wait_until(
+    rs.wait += window.wait_until(
         [&] {
           for (int r = 1; r < group_size; ++r)
             if (SharedWindow::read_flag(&slot(r)->ready) < call) return false;
@@ -569,9 +566,9 @@ void Session::Impl::aggregate(const std::vector<const T*>& x, int64_t ncol, cons
     std::string msg;
     try {
       if (f64)
-        leader_run<double>(total);
+        leader_run<double>(total, rs);
       else
-        leader_run<float>(total);
+        leader_run<float>(total, rs);
     } catch (const Error& e) {
       st = e.status();
       msg = e.what();
@@ -590,7 +587,7 @@ void Session::Impl::aggregate(const std::vector<const T*>& x, int64_t ncol, cons
     window.publish(&h->done, call);
     SharedWindow::wake_all(&h->wake);
   } else {
-    stats.wait += window.wait_until([&] { return SharedWindow::read_flag(&h->done) >= call; }, wait_policy, &h->wake);
+    rs.wait += window.wait_until([&] { return SharedWindow::read_flag(&h->done) >= call; }, wait_policy, &h->wake);
   }
 
   // 4. Everyone reads the verdict, then its own outputs.
@@ -609,14 +606,51 @@ void Session::Impl::aggregate(const std::vector<const T*>& x, int64_t ncol, cons
     else
       copy_convert(reinterpret_cast<const float*>(src), y[i], ncol * out_features[i]);
   }
-  stats.unpack += since(t);
+  rs.unpack += since(t);
 }
 
 template <class T>
 void Session::Impl::predict(const std::vector<const T*>& x, int64_t ncol, const std::vector<T*>& y,
                             const int64_t* ext) {
   const auto t0 = Clock::now();
-  ++stats.calls;
+  // Node-aggregate: one call at a time per rank. A second call while one is in flight (another thread) would
+  // overwrite this rank's slot and columns in the shared window, so it is refused before it touches the
+  // window or takes part in the group's call.
+  struct Busy {
+    std::atomic<bool>* flag = nullptr;
+    ~Busy() {
+      if (flag) flag->store(false, std::memory_order_release);
+    }
+  } busy;
+  if (aggregating()) {
+    bool expected = false;
+    if (!aggregate_busy.compare_exchange_strong(expected, true, std::memory_order_acq_rel))
+      throw_error(Status::Unsupported,
+                  "fkb_mpi predict (rank " + std::to_string(rank) +
+                      "): mode node-aggregate: another predict call of this model is in flight on this rank (from "
+                      "another thread). Node-aggregate calls are collective over the node and must come from one "
+                      "thread at a time per rank (call predict outside the OpenMP parallel region, or inside "
+                      "!$omp single / masked), or use mode 'per-rank' or 'cpu', which take concurrent calls. This "
+                      "call was refused and did not take part in the group's batch.");
+    busy.flag = &aggregate_busy;
+  }
+  RankStats d;  // this call's statistics, added to the rank's at the end (calls may overlap in per-rank mode)
+  d.calls = 1;
+  auto commit = [&] {
+    d.total += since(t0);
+    std::lock_guard<std::mutex> lock(stats_mu);
+    stats.calls += d.calls;
+    stats.columns += d.columns;
+    stats.batch_columns += d.batch_columns;
+    stats.batches += d.batches;
+    stats.pack += d.pack;
+    stats.unpack += d.unpack;
+    stats.h2d += d.h2d;
+    stats.compute += d.compute;
+    stats.d2h += d.d2h;
+    stats.wait += d.wait;
+    stats.total += d.total;
+  };
   // Local checks before any communication: a bad rank must neither hang nor poison the others.
   std::optional<Error> local_error;
   try {
@@ -627,29 +661,29 @@ void Session::Impl::predict(const std::vector<const T*>& x, int64_t ncol, const 
   const bool bad = local_error.has_value();
   if (!aggregating()) {
     if (bad) {
-      stats.total += since(t0);
+      commit();
       throw *local_error;
     }
     try {
-      if (ncol > 0) run_runtime<T>(x, ncol, y);
+      if (ncol > 0) run_runtime<T>(x, ncol, y, d);
     } catch (...) {
-      stats.total += since(t0);
+      commit();
       throw;
     }
   } else {
     try {
-      aggregate<T>(x, ncol, y, bad);
+      aggregate<T>(x, ncol, y, bad, d);
     } catch (...) {
-      stats.total += since(t0);
+      commit();
       throw;
     }
     if (bad) {
-      stats.total += since(t0);
+      commit();
       throw *local_error;
     }
   }
-  stats.columns += ncol;
-  stats.total += since(t0);
+  d.columns += ncol;
+  commit();
 }
 
 std::vector<RankReport> Session::Impl::gather_ranks(std::string* memory_model) const {
@@ -660,17 +694,22 @@ std::vector<RankReport> Session::Impl::gather_ranks(std::string* memory_model) c
   me.leader = leader() ? 1 : 0;
   const std::string wm = window.memory_model();
   me.window_model = wm == "unified" ? 1 : wm == "separate" ? 2 : wm.empty() ? 0 : 3;
-  me.calls = stats.calls;
-  me.columns = stats.columns;
-  me.batch_columns = stats.batch_columns;
-  me.batches = stats.batches;
-  me.pack = stats.pack;
-  me.unpack = stats.unpack;
-  me.h2d = stats.h2d;
-  me.compute = stats.compute;
-  me.d2h = stats.d2h;
-  me.wait = stats.wait;
-  me.total = stats.total;
+  RankStats snap;
+  {
+    std::lock_guard<std::mutex> lock(stats_mu);
+    snap = stats;
+  }
+  me.calls = snap.calls;
+  me.columns = snap.columns;
+  me.batch_columns = snap.batch_columns;
+  me.batches = snap.batches;
+  me.pack = snap.pack;
+  me.unpack = snap.unpack;
+  me.h2d = snap.h2d;
+  me.compute = snap.compute;
+  me.d2h = snap.d2h;
+  me.wait = snap.wait;
+  me.total = snap.total;
   std::strncpy(me.device, device_name.c_str(), sizeof(me.device) - 1);
   std::vector<PackedRank> all(static_cast<size_t>(size));
   FKB_CHECK_MPI(MPI_Allgather(&me, static_cast<int>(sizeof(PackedRank)), MPI_BYTE, all.data(),
@@ -727,27 +766,29 @@ Session::Session(Session&&) noexcept = default;
 Session& Session::operator=(Session&&) noexcept = default;
 
 void Session::predict(const float* x, int64_t ncol, float* y) {
-  auto& s = impl_->scratch<float>();
-  if (s.x.size() != 1 || s.y.size() != 1)
+  const size_t nx = impl_->in_features.size(), ny = impl_->out_features.size();
+  if (nx != 1 || ny != 1)
     throw_error(Status::InvalidArgument, "this predict() overload takes one input and one output array, but the model "
                                          "has " +
-                                             std::to_string(s.x.size()) + " input(s) and " +
-                                             std::to_string(s.y.size()) + " output(s); use the vector overload");
-  s.x[0] = x;
-  s.y[0] = y;
-  impl_->predict<float>(s.x, ncol, s.y, nullptr);
+                                             std::to_string(nx) + " input(s) and " + std::to_string(ny) +
+                                             " output(s); use the vector overload");
+  // The call's own pointer vectors: calls may overlap (per-rank mode).
+  const std::vector<const float*> xs(1, x);
+  const std::vector<float*> ys(1, y);
+  impl_->predict<float>(xs, ncol, ys, nullptr);
 }
 
 void Session::predict(const double* x, int64_t ncol, double* y) {
-  auto& s = impl_->scratch<double>();
-  if (s.x.size() != 1 || s.y.size() != 1)
+  const size_t nx = impl_->in_features.size(), ny = impl_->out_features.size();
+  if (nx != 1 || ny != 1)
     throw_error(Status::InvalidArgument, "this predict() overload takes one input and one output array, but the model "
                                          "has " +
-                                             std::to_string(s.x.size()) + " input(s) and " +
-                                             std::to_string(s.y.size()) + " output(s); use the vector overload");
-  s.x[0] = x;
-  s.y[0] = y;
-  impl_->predict<double>(s.x, ncol, s.y, nullptr);
+                                             std::to_string(nx) + " input(s) and " + std::to_string(ny) +
+                                             " output(s); use the vector overload");
+  // The call's own pointer vectors: calls may overlap (per-rank mode).
+  const std::vector<const double*> xs(1, x);
+  const std::vector<double*> ys(1, y);
+  impl_->predict<double>(xs, ncol, ys, nullptr);
 }
 
 void Session::predict(const std::vector<const float*>& x, int64_t ncol, const std::vector<float*>& y) {
@@ -760,32 +801,26 @@ void Session::predict(const std::vector<const double*>& x, int64_t ncol, const s
 
 void Session::predict_checked(const float* x, int64_t x_features, int64_t x_ncol, float* y, int64_t y_features,
                               int64_t y_ncol) {
-  auto& s = impl_->scratch<float>();
   const int64_t ext[4] = {x_features, x_ncol, y_features, y_ncol};
-  if (s.x.size() != 1 || s.y.size() != 1) {
-    std::vector<const float*> xs(1, x);
-    std::vector<float*> ys(1, y);
+  const std::vector<const float*> xs(1, x);
+  const std::vector<float*> ys(1, y);
+  if (impl_->in_features.size() != 1 || impl_->out_features.size() != 1) {
     impl_->predict<float>(xs, x_ncol, ys, nullptr);  // rejected locally (arity), still takes part
     return;
   }
-  s.x[0] = x;
-  s.y[0] = y;
-  impl_->predict<float>(s.x, x_ncol, s.y, ext);
+  impl_->predict<float>(xs, x_ncol, ys, ext);
 }
 
 void Session::predict_checked(const double* x, int64_t x_features, int64_t x_ncol, double* y, int64_t y_features,
                               int64_t y_ncol) {
-  auto& s = impl_->scratch<double>();
   const int64_t ext[4] = {x_features, x_ncol, y_features, y_ncol};
-  if (s.x.size() != 1 || s.y.size() != 1) {
-    std::vector<const double*> xs(1, x);
-    std::vector<double*> ys(1, y);
+  const std::vector<const double*> xs(1, x);
+  const std::vector<double*> ys(1, y);
+  if (impl_->in_features.size() != 1 || impl_->out_features.size() != 1) {
     impl_->predict<double>(xs, x_ncol, ys, nullptr);  // rejected locally (arity), still takes part
     return;
   }
-  s.x[0] = x;
-  s.y[0] = y;
-  impl_->predict<double>(s.x, x_ncol, s.y, ext);
+  impl_->predict<double>(xs, x_ncol, ys, ext);
 }
 
 Mode Session::mode() const { return impl_->mode; }
@@ -805,7 +840,10 @@ int64_t Session::n_inputs(int i) const { return impl_->in_features.at(static_cas
 int64_t Session::n_outputs(int i) const { return impl_->out_features.at(static_cast<size_t>(i)); }
 int64_t Session::window_columns() const { return impl_->window_cols; }
 const RankStats& Session::stats() const { return impl_->stats; }
-void Session::reset_stats() { impl_->stats = RankStats{}; }
+void Session::reset_stats() {
+  std::lock_guard<std::mutex> lock(impl_->stats_mu);
+  impl_->stats = RankStats{};
+}
 
 Report Session::report() const {
   Report r;

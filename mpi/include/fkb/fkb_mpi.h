@@ -22,6 +22,14 @@
  * calls it, in the same order, with any ncol >= 0), local in the other modes. A rank whose arguments are
  * bad gets the error and the others proceed (see fkb/mpi.hpp "Errors"). A NULL handle returns at once
  * (it cannot take part in a collective): never pass one where the other ranks pass a live session.
+ *
+ * Threads: in modes "per-rank" and "cpu", fkb_mpi_predict_* may be called concurrently on one session from
+ * any number of threads of a rank (each on its own columns): nothing is communicated, the compiled model is
+ * shared and read-only, each call has its own workspace, and the outputs equal those of the same calls made
+ * one after another. In mode "node-aggregate" (several ranks per group) predict is collective over the node:
+ * call it from one thread at a time per rank; a second call on a rank while one is in flight is refused with
+ * FKB_ERR_UNSUPPORTED (it does not take part and touches nothing), never answered wrongly. Load, report, free
+ * and reset_stats must not overlap predict calls.
  */
 #ifndef FKB_FKB_MPI_H
 #define FKB_FKB_MPI_H
@@ -52,6 +60,8 @@ typedef struct fkb_mpi_options {
   int32_t reproducible;    /* nonzero: passed to the backend */
   int32_t verbose;         /* nonzero (default): rank 0 prints one line describing the device assignment */
   int32_t use_env;         /* nonzero (default): honour FKB_DEVICE */
+  int32_t nested_threads;  /* CPU threads one predict uses inside the caller's OpenMP parallel region or while
+                              other calls run (per-rank / cpu modes); 0 or 1 (default) = 1 */
 } fkb_mpi_options;
 
 /* This rank's statistics since load or the last fkb_mpi_reset_stats (times in seconds, summed over calls). */
@@ -91,6 +101,10 @@ int fkb_mpi_predict_checked_f32(fkb_mpi_t session, const float* x, int64_t x_fea
 int fkb_mpi_predict_checked_f64(fkb_mpi_t session, const double* x, int64_t x_features, int64_t x_ncol, double* y,
                                 int64_t y_features, int64_t y_ncol);
 
+/* The number of input / output TENSORS of the model (fkb_mpi_predict_* and module fkb_mpi need 1 and 1). */
+int fkb_mpi_input_count(fkb_mpi_t session, int64_t* n);
+int fkb_mpi_output_count(fkb_mpi_t session, int64_t* n);
+/* Features per column of the (first) input / output. */
 int fkb_mpi_n_inputs(fkb_mpi_t session, int64_t* n);
 int fkb_mpi_n_outputs(fkb_mpi_t session, int64_t* n);
 /* What computes this rank's columns, e.g. "cpu (1 thread)" (node-aggregate: the leader's runtime). */

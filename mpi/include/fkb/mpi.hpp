@@ -35,6 +35,18 @@
 // error (naming the leader rank) instead of waiting. Construction is collective and all-or-nothing: when any
 // rank fails (file, model, device), every rank throws, naming the first failing rank and its message.
 //
+// Threads: in modes per-rank and cpu, predict() may be called concurrently on one Session from any number of
+// threads of a rank (e.g. an OpenMP parallel do over chunks of columns): predict communicates nothing, the
+// rank's Runtime is shared (compiled plan read-only, a workspace per call), each call keeps its own pointers
+// and statistics (added to the rank's under a lock), and the outputs equal those of the same calls made one
+// after another; inside the caller's parallel region a call uses SessionOptions::nested_threads CPU threads.
+// In mode node-aggregate (with more than one rank in the group) predict is collective over the node and owns
+// the shared window for its duration: a second call on the same rank while one is in flight is REFUSED with
+// Status::Unsupported (it does not touch the window and does not take part in the group's batch), never
+// computed on corrupted data. Call it from one thread per rank (outside the parallel region, or in
+// `!$omp single` / `masked`). Construction, report*(), reset_stats() and destruction must not overlap
+// predict() calls; stats() is a reference to counters that concurrent calls update.
+//
 // Numerics: every mode computes each column with the same backend code as fkb::Runtime. In node-aggregate
 // mode the group's batch is the concatenation of the ranks' columns in node-rank order, so on one node it is
 // bitwise the single-process batch of all columns. Mixed float/double callers in one group are allowed (the
@@ -73,6 +85,9 @@ struct SessionOptions {
   bool reproducible = false;            ///< passed to the backend
   bool verbose = true;                  ///< rank 0 prints one line describing the device assignment
   bool use_env = true;                  ///< honour the FKB_DEVICE and FKB_MPI_WAIT environment variables
+  /// CPU threads one predict() uses when called from inside the caller's OpenMP parallel region or while other
+  /// calls run (per-rank / cpu modes): 1 (default) keeps threads x calls at the caller's thread count. >= 1.
+  int nested_threads = 1;
   /// How node-aggregate ranks wait for the leader: "auto" (spin 20 us, then yield up to 1 ms, then sleep in
   /// naps of 5 % of the time waited, 50 us .. 1 ms; with a CPU leader, "sleep"), "spin" (lowest latency, burns the cores), "yield", "sleep" (spin
   /// 20 us, then sleep: the waiting ranks' cores go to a CPU leader's threads). FKB_MPI_WAIT overrides it.
