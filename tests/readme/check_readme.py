@@ -26,6 +26,8 @@ Options:
     xfail: REASON  the snippet is known to fail because of a bug elsewhere: reported, does not fail the check;
                    once it passes, the check fails until the marker is removed (so the fix is noticed)
 A block without a marker, or a marker without a block, fails the check: new snippets cannot drift in untested.
+The prose is checked too: links to #anchors name headings, relative links name files of the repository, and
+no path leaves the repository (`../`).
 
 The work folder holds what the README's text refers to, so that the snippets stay readable: links to real
 fixtures under the names the README uses (`cbrain.h5` is tests/fixtures/tk_cbrain.h5, `model.keras` and its
@@ -151,6 +153,39 @@ def parse(readme):
     if pending:
         problems.append(NAME + ":%d: snippet marker not followed by a code block" % pending[1])
     return snippets, problems
+
+
+def check_prose(readme, source):
+    """Outside code blocks: every [text](#anchor) names a heading, every relative link names a file of the
+    repository, and no path leaves it (`../`): the README must stand alone."""
+    lines = open(readme, encoding="utf-8").read().split("\n")
+    prose, fence = [], None
+    for n, ln in enumerate(lines, 1):
+        fm = FENCE.match(ln)
+        if fence is None and fm:
+            fence = fm.group(2)[0]
+        elif fence is not None and ln.strip() and ln.strip().strip(fence) == "" and ln.strip()[0] == fence:
+            fence = None
+        elif fence is None:
+            prose.append((n, ln))
+    slugs = set()
+    for _, ln in prose:
+        m = re.match(r"^#{1,6}\s+(.*?)\s*$", ln)
+        if m:
+            slugs.add(re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-"))
+    problems = []
+    for n, ln in prose:
+        for target in re.findall(r"\]\(([^)\s]+)\)", ln):
+            if target.startswith("#"):
+                if target[1:] not in slugs:
+                    problems.append("%s:%d: link to #%s: no such heading" % (NAME, n, target[1:]))
+            elif not re.match(r"^[a-z]+://", target):
+                path = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(readme)), target.split("#")[0]))
+                if not path.startswith(os.path.abspath(source) + os.sep) or not os.path.exists(path):
+                    problems.append("%s:%d: link to %s: not a file of the repository" % (NAME, n, target))
+        if re.search(r"(?<![.\w])\.\./", ln):
+            problems.append("%s:%d: a path outside the repository (../): %s" % (NAME, n, ln.strip()))
+    return problems
 
 
 def sh(cmd, cwd, env, timeout=RUN_TIMEOUT):
@@ -359,6 +394,7 @@ def main():
     NAME = os.path.basename(a.readme)
 
     snippets, problems = parse(a.readme)
+    problems += check_prose(a.readme, a.source)
     for s in snippets:
         if s.error:
             problems.append(NAME + ":%d: ```%s block: %s" % (s.line, s.lang, s.error))
