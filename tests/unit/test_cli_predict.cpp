@@ -1,6 +1,7 @@
 // `fkb predict` end to end: Keras fixtures in .npy/.csv/.h5, float64 inputs, multi-input/multi-output
-// models, and every error case (with no output file left behind). Expected values are Keras' own
-// predictions stored with each fixture.
+// models (one --output per output, or a directory), inputs with 0 columns, and every error case (with no
+// output file left behind). Expected values are Keras' own predictions stored with each fixture. netCDF
+// inputs and outputs: test_io_netcdf.cpp.
 #include <gtest/gtest.h>
 
 #include <fstream>
@@ -238,4 +239,92 @@ TEST(CliPredict, FailedRunKeepsAnExistingOutputUntouched) {
   std::ifstream in(dir + "/y.npy");
   std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_EQ(s, "previous contents");
+}
+
+TEST(CliPredict, ZeroColumnsGiveEmptyOutputsOfTheRightShape) {
+  Fixture f = fixture(kSmall);
+  const std::string dir = test::temp_dir();
+  std::string out;
+  // An empty .npy [0, 5] (float32 and float64), and an empty CSV (a header alone, and no bytes at all).
+  write_f32_npy(dir + "/e32.npy", {}, {0, 5});
+  write_f64_npy(dir + "/e64.npy", {}, {0, 5});
+  std::ofstream(dir + "/header.csv") << "a,b,c,d,e\n";
+  std::ofstream(dir + "/nothing.csv").close();
+  for (const char* in : {"e32.npy", "e64.npy", "header.csv", "nothing.csv"}) {
+    ASSERT_EQ(predict(q(f.model) + " -i " + dir + "/" + in + " -o " + dir + "/y.npy --device cpu", &out), 0)
+        << in << ": " << out;
+    io::HostArray y = io::read_npy(dir + "/y.npy");
+    EXPECT_EQ(y.shape, (std::vector<int64_t>{0, 4})) << in;
+    ASSERT_EQ(predict(q(f.model) + " -i " + dir + "/" + in + " -o " + dir + "/y.h5 --device cpu", &out), 0)
+        << in << ": " << out;
+    EXPECT_EQ(io::read_h5(dir + "/y.h5", "output").shape, (std::vector<int64_t>{0, 4})) << in;
+    ASSERT_EQ(predict(q(f.model) + " -i " + dir + "/" + in + " -o " + dir + "/y.csv --device cpu", &out), 0)
+        << in << ": " << out;
+    std::ifstream c(dir + "/y.csv");
+    std::string s((std::istreambuf_iterator<char>(c)), std::istreambuf_iterator<char>());
+    EXPECT_EQ(s, "") << in;
+  }
+  // An empty input of the wrong width is still an error.
+  write_f32_npy(dir + "/e3.npy", {}, {0, 3});
+  EXPECT_NE(predict(q(f.model) + " -i " + dir + "/e3.npy -o " + dir + "/z.npy --device cpu", &out), 0);
+  EXPECT_NE(out.find("has 3 features per column but the model expects 5"), std::string::npos) << out;
+  // A multi-output model: one empty file per output, each with its own width.
+  Fixture mio = fixture("k3_multi_io_h5");
+  test::Data a = test::read_dataset(mio.data, "input_0"), b = test::read_dataset(mio.data, "input_1");
+  test::Data ya = test::read_dataset(mio.data, "output_0"), yb = test::read_dataset(mio.data, "output_1");
+  write_f32_npy(dir + "/ea.npy", {}, {0, a.row_size()});
+  write_f32_npy(dir + "/eb.npy", {}, {0, b.row_size()});
+  ASSERT_EQ(predict(q(mio.model) + " -i " + dir + "/ea.npy -i " + dir + "/eb.npy -o " + dir + "/o0.npy -o " + dir +
+                        "/o1.npy --device cpu",
+                    &out),
+            0)
+      << out;
+  EXPECT_EQ(io::read_npy(dir + "/o0.npy").shape, (std::vector<int64_t>{0, ya.row_size()}));
+  EXPECT_EQ(io::read_npy(dir + "/o1.npy").shape, (std::vector<int64_t>{0, yb.row_size()}));
+}
+
+TEST(CliPredict, OneOutputPathPerModelOutputOrADirectory) {
+  Fixture f = fixture("k3_multi_io_h5");
+  const std::string dir = test::temp_dir();
+  test::Data a = test::read_dataset(f.data, "input_0"), b = test::read_dataset(f.data, "input_1");
+  write_f32_npy(dir + "/a.npy", a.values, a.shape);
+  write_f32_npy(dir + "/b.npy", b.values, b.shape);
+  const std::string ins = q(f.model) + " -i " + dir + "/a.npy -i " + dir + "/b.npy --device cpu ";
+  std::string out;
+  // --output once per output, each with its own format.
+  ASSERT_EQ(predict(ins + "-o " + dir + "/first.npy --output " + dir + "/second.csv", &out), 0) << out;
+  expect_matches(io::read_npy(dir + "/first.npy"), test::read_dataset(f.data, "output_0"), "output 0 (npy)");
+  expect_matches(io::read_csv(dir + "/second.csv"), test::read_dataset(f.data, "output_1"), "output 1 (csv)");
+
+  // One --output with a file extension: refused, naming the number of outputs and both forms; nothing created.
+  EXPECT_NE(predict(ins + "-o " + dir + "/y.csv", &out), 0);
+  EXPECT_NE(out.find("the model has 2 outputs but one --output '" + dir + "/y.csv' with a file extension"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("--output a.npy --output b.npy"), std::string::npos) << out;
+  EXPECT_NE(out.find("a directory path without a file extension"), std::string::npos) << out;
+  EXPECT_FALSE(file_exists(dir + "/y.csv"));
+  // Three paths for two outputs, and the same path twice.
+  EXPECT_NE(predict(ins + "-o " + dir + "/p.npy -o " + dir + "/r.npy -o " + dir + "/s.npy", &out), 0);
+  EXPECT_NE(out.find("2 output(s) but 3 --output paths"), std::string::npos) << out;
+  EXPECT_NE(predict(ins + "-o " + dir + "/p.npy -o " + dir + "/p.npy", &out), 0);
+  EXPECT_NE(out.find("given twice"), std::string::npos) << out;
+  // A directory path without an extension: one file per output, here netCDF.
+  ASSERT_EQ(predict(ins + "-o " + dir + "/outdir --output-format nc --output-var first --output-var second", &out), 0)
+      << out;
+  auto names = list_dir(dir + "/outdir");
+  std::sort(names.begin(), names.end());
+  EXPECT_EQ(names, (std::vector<std::string>{"output_0.nc", "output_1.nc"}));
+  NcRead r0 = read_nc_var(dir + "/outdir/output_0.nc", "first");
+  NcRead r1 = read_nc_var(dir + "/outdir/output_1.nc", "second");
+  test::Data y0 = test::read_dataset(f.data, "output_0"), y1 = test::read_dataset(f.data, "output_1");
+  EXPECT_LE(test::relative_max_error(r0.values.data(), y0.values.data(), static_cast<int64_t>(y0.values.size())), 1e-5);
+  ASSERT_EQ(r1.values.size(), y1.values.size());
+  EXPECT_LE(test::relative_max_error(r1.values.data(), y1.values.data(), static_cast<int64_t>(y1.values.size())), 1e-5);
+  // --spread on a single model is refused.
+  EXPECT_NE(predict(ins + "-o " + dir + "/q1.npy -o " + dir + "/q2.npy --spread " + dir + "/s.npy", &out), 0);
+  EXPECT_NE(out.find("--spread and --members apply to ensembles"), std::string::npos) << out;
+  for (const auto& n : list_dir(dir))
+    EXPECT_TRUE(n == "a.npy" || n == "b.npy" || n == "first.npy" || n == "second.csv" || n == "outdir")
+        << "left behind: " << n;
 }

@@ -1,4 +1,4 @@
-// Extension dispatch and atomic writes for batch files.
+// Content/extension dispatch and atomic writes for batch files.
 #include "io/array_io.hpp"
 
 #include <sys/stat.h>
@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "fkb/error.hpp"
+#include "io/netcdf.hpp"
 
 namespace fkb::io {
 
@@ -42,15 +43,60 @@ FileKind file_kind(const std::string& path) {
   if (e == ".npy") return FileKind::Npy;
   if (e == ".csv") return FileKind::Csv;
   if (e == ".h5" || e == ".hdf5") return FileKind::H5;
+  if (e == ".nc" || e == ".nc4") return FileKind::NetCdf;
   throw_error(Status::InvalidArgument, "'" + path + "': unknown file type '" + e +
-                                           "'; accepted extensions: .npy, .csv, .h5 (or .hdf5, with --dataset)");
+                                           "'; accepted extensions: .npy, .csv, .h5 (or .hdf5), .nc (netCDF-4)");
+}
+
+const char* kind_name(FileKind k) {
+  switch (k) {
+    case FileKind::Npy: return "npy";
+    case FileKind::Csv: return "csv";
+    case FileKind::H5: return "HDF5";
+    case FileKind::NetCdf: return "netCDF";
+  }
+  return "?";
+}
+
+FileKind input_kind(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) throw_error(Status::FileError, "cannot open '" + path + "': " + std::strerror(errno));
+  unsigned char head[8] = {0};
+  const size_t n = std::fread(head, 1, sizeof head, f);
+  static const unsigned char kHdf5[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
+  bool hdf5 = n == 8 && std::memcmp(head, kHdf5, 8) == 0;
+  // HDF5 files with a user block carry the signature at 512, 1024, 2048, ... (HDF5 file format spec, II.A).
+  for (long off = 512; !hdf5 && off > 0 && off <= (1L << 30); off *= 2) {
+    unsigned char b[8];
+    if (std::fseek(f, off, SEEK_SET) != 0 || std::fread(b, 1, 8, f) != 8) break;
+    hdf5 = std::memcmp(b, kHdf5, 8) == 0;
+  }
+  std::fclose(f);
+  if (n >= 4 && std::memcmp(head, "CDF", 3) == 0 && (head[3] == 1 || head[3] == 2 || head[3] == 5))
+    return FileKind::NetCdf;
+  if (hdf5) return is_netcdf4(path) ? FileKind::NetCdf : FileKind::H5;
+  if (n >= 6 && std::memcmp(head, "\x93NUMPY", 6) == 0) return FileKind::Npy;
+  const std::string e = lower_ext(path);
+  if (e == ".npy") return FileKind::Npy;
+  if (e == ".csv") return FileKind::Csv;
+  if (e == ".h5" || e == ".hdf5")
+    throw_error(Status::FormatError, "'" + path + "' is named like an HDF5 file but does not carry the HDF5 signature");
+  if (e == ".nc" || e == ".nc4" || e == ".cdf")
+    throw_error(Status::FormatError, "'" + path +
+                                         "' is named like a netCDF file but is neither netCDF-3 (starts with CDF\\x01, "
+                                         "CDF\\x02 or CDF\\x05) nor netCDF-4/HDF5 (HDF5 signature)");
+  throw_error(Status::InvalidArgument,
+              "'" + path + "': unknown file type '" + e +
+                  "'; accepted: .npy and .csv files (by extension), and HDF5 or netCDF files (recognised by their "
+                  "content, any name; accepted extensions .h5, .hdf5, .nc)");
 }
 
 HostArray read_array(const std::string& path, const std::string& dataset) {
-  switch (file_kind(path)) {
+  switch (input_kind(path)) {
     case FileKind::Npy: return read_npy(path);
     case FileKind::Csv: return read_csv(path);
     case FileKind::H5: return read_h5(path, dataset);
+    case FileKind::NetCdf: return read_netcdf(path, dataset).array;
   }
   throw_error(Status::Internal, "unreachable");
 }
@@ -70,7 +116,7 @@ std::string make_temp_path(const std::string& target) {
 }
 
 void write_array(const std::string& path, const float* data, const std::vector<int64_t>& shape,
-                 const std::string& dataset) {
+                 const std::string& dataset, const NcWriteSpec* netcdf) {
   const FileKind kind = file_kind(path);
   const std::string tmp = make_temp_path(path);
   try {
@@ -83,6 +129,15 @@ void write_array(const std::string& path, const float* data, const std::vector<i
         break;
       }
       case FileKind::H5: write_h5(tmp, dataset.empty() ? "output" : dataset, data, shape); break;
+      case FileKind::NetCdf: {
+        NcWriteSpec spec;
+        if (netcdf)
+          spec = *netcdf;
+        else if (!dataset.empty())
+          spec.var = dataset;
+        write_netcdf(tmp, data, shape, spec);
+        break;
+      }
     }
     if (std::rename(tmp.c_str(), path.c_str()) != 0)
       throw_error(Status::FileError, "cannot rename '" + tmp + "' to '" + path + "': " + std::strerror(errno));

@@ -41,7 +41,7 @@ bool parse_line(const std::string& line, std::vector<double>& out) {
 
 }  // namespace
 
-HostArray read_csv(const std::string& path) {
+HostArray read_csv(const std::string& path, bool allow_empty) {
   std::ifstream f(path);
   if (!f) throw_error(Status::FileError, "cannot open '" + path + "': " + std::strerror(errno));
   HostArray a;
@@ -70,8 +70,9 @@ HostArray read_csv(const std::string& path) {
     a.f64.insert(a.f64.end(), vals.begin(), vals.end());
     ++rows;
   }
-  if (rows == 0) throw_error(Status::FormatError, "'" + path + "' holds no rows of numbers");
-  a.shape = {rows, cols};
+  if (rows == 0 && !allow_empty) throw_error(Status::FormatError, "'" + path + "' holds no rows of numbers");
+  // No rows of numbers (an empty file, or a header alone): a batch of 0 columns whose width is unknown.
+  a.shape = rows == 0 ? std::vector<int64_t>{0} : std::vector<int64_t>{rows, cols};
   return a;
 }
 
