@@ -131,6 +131,10 @@ TEST(CpuRuntime, ZeroColumnsIsANoOpAndNegativeIsAnError) {
   std::vector<float> x(20, 1.0f), y(7, 42.0f);
   rt.predict(x.data(), 0, y.data());
   for (float v : y) EXPECT_EQ(v, 42.0f);
+  // A rank or chunk with no columns may pass null arrays (Fortran zero-size arrays, empty std::vectors).
+  rt.predict(static_cast<const float*>(nullptr), 0, static_cast<float*>(nullptr));
+  rt.predict(static_cast<const double*>(nullptr), 0, static_cast<double*>(nullptr));
+  rt.predict(std::vector<const float*>{nullptr}, 0, std::vector<float*>{nullptr});
   EXPECT_EQ(expect_error([&] { rt.predict(x.data(), -1, y.data()); }).status(), Status::InvalidArgument);
   EXPECT_EQ(expect_error([&] { rt.predict(static_cast<const float*>(nullptr), 1, y.data()); }).status(),
             Status::InvalidArgument);
@@ -209,6 +213,36 @@ TEST(CpuRuntime, PrecisionAndDeviceOptions) {
     EXPECT_EQ(rt.backend_name(), "cpu");
   }
   EXPECT_EQ(precision_name(parse_precision("tf32")), std::string("tf32"));
+}
+
+// `auto` with a GPU precision on a host without a usable GPU runs the CPU in fp32 and says so (the same call
+// with device cpu is refused: there the user asked for the CPU explicitly).
+TEST(CpuRuntime, AutoWithGpuPrecisionRunsFp32OnCpuHosts) {
+  if (built_with_cuda() && cuda_device_count() > 0) GTEST_SKIP() << "a CUDA device is present: auto picks it";
+  Mlp net;
+  const int64_t ncol = 9;
+  auto x = random_vec(ncol * 20, 11);
+  std::vector<float> y32(ncol * 7), y(ncol * 7);
+  Runtime(net.m, cpu_opts(1)).predict(x.data(), ncol, y32.data());
+  for (const char* p : {"tf32", "bf16", "fp16"}) {
+    RuntimeOptions o = cpu_opts(1);
+    o.device = "auto";
+    o.precision = p;
+    o.verbose = true;
+    testing::internal::CaptureStderr();
+    Runtime rt(net.m, o);
+    const std::string notice = testing::internal::GetCapturedStderr();
+    EXPECT_EQ(rt.backend_name(), "cpu");
+    EXPECT_NE(notice.find(std::string("precision '") + p + "' applies to CUDA devices only; the CPU runs fp32"),
+              std::string::npos)
+        << notice;
+    rt.predict(x.data(), ncol, y.data());
+    EXPECT_EQ(y, y32) << p;
+    o.verbose = false;
+    testing::internal::CaptureStderr();
+    Runtime quiet(net.m, o);
+    EXPECT_EQ(testing::internal::GetCapturedStderr(), "") << "verbose = false must print nothing";
+  }
   EXPECT_EQ(parse_nonfinite_policy("error"), NonFinitePolicy::Error);
 }
 

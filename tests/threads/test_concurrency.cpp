@@ -2,7 +2,7 @@
 // OpenMP `parallel do`, or from threads of its own, all on one network held in a module variable. Every
 // concurrent predict must give bitwise the serial result (and that result must match Keras), from 1 to
 // thousands of columns, for single- and multi-input models, float and double, Runtime and Ensemble.
-// These tests carry the CTest label `threads` too: scripts/test runs them again under ThreadSanitizer.
+// CTest label `threads`: scripts/test runs them again under ThreadSanitizer (build-tsan/).
 #include <gtest/gtest.h>
 #include <omp.h>
 
