@@ -56,6 +56,7 @@ struct Input {
   io::HostArray array;
   io::FileKind kind = io::FileKind::Npy;
   std::vector<io::NcDim> column_dims;  // netCDF inputs: the dims flattened into columns
+  std::vector<io::NcCoord> coords;     // netCDF inputs: coordinate variables of those dims
   std::string what;                    // for messages: "input 0 ('x.npy')", with the netCDF variable and dims
 };
 
@@ -128,6 +129,7 @@ std::vector<Input> read_inputs(const PredictArgs& a, const std::vector<Shape>& s
           if (std::find(unused.begin(), unused.end(), k) == unused.end()) ++slice_uses[k];
         in.array = std::move(nc.array);
         in.column_dims = std::move(nc.column_dims);
+        in.coords = std::move(nc.coords);
         in.what = "input " + std::to_string(i) + ", " + nc.description;
         nc_dims.push_back(nc.description);
         break;
@@ -225,13 +227,17 @@ std::string sanitize(std::string n) {
   return io::valid_netcdf_name(n) ? n : "y";
 }
 
-// The netCDF column dimensions of the outputs: those of the first netCDF input, else one dimension "ncol".
-std::vector<io::NcDim> column_dims(const std::vector<Input>& xs, int64_t ncol) {
+// The netCDF column dimensions of the outputs (and their coordinate variables): those of the first netCDF
+// input, else one dimension "ncol".
+std::vector<io::NcDim> column_dims(const std::vector<Input>& xs, int64_t ncol, std::vector<io::NcCoord>* coords) {
   for (const auto& x : xs) {
     if (x.kind != io::FileKind::NetCdf) continue;
     int64_t n = 1;
     for (const auto& d : x.column_dims) n *= d.length;
-    if (n == ncol && !x.column_dims.empty()) return x.column_dims;
+    if (n == ncol && !x.column_dims.empty()) {
+      *coords = x.coords;
+      return x.column_dims;
+    }
   }
   return {{"ncol", ncol, false}};
 }
@@ -345,7 +351,8 @@ void predict_model(const PredictArgs& a) {
     rt.predict(xp, ncol, yp);
   }
 
-  const std::vector<io::NcDim> cols = column_dims(xs, ncol);
+  std::vector<io::NcCoord> coords;
+  const std::vector<io::NcDim> cols = column_dims(xs, ncol, &coords);
   std::vector<OutFile> files;
   for (int o = 0; o < nout; ++o) {
     OutFile f;
@@ -360,6 +367,7 @@ void predict_model(const PredictArgs& a) {
                : a.output_vars.size() == 1 ? a.output_vars[0]
                                            : a.output_vars[static_cast<size_t>(o)];
     f.nc.column_dims = cols;
+    f.nc.coords = coords;
     f.nc.global_attributes = {{"fkb_model_file", a.model},
                               {"fkb_model_name", model.info.name},
                               {"fkb_version", version()},
@@ -424,7 +432,8 @@ void predict_ensemble(const PredictArgs& a) {
     }
   }
 
-  const std::vector<io::NcDim> cols = column_dims(xs, ncol);
+  std::vector<io::NcCoord> coords;
+  const std::vector<io::NcDim> cols = column_dims(xs, ncol, &coords);
   std::string member_files;
   for (int i = 0; i < nm; ++i) member_files += (i ? ", " : "") + ens.member_name(i);
   const std::string base = a.output_vars.empty() ? "" : a.output_vars[0];
@@ -438,6 +447,7 @@ void predict_ensemble(const PredictArgs& a) {
     f.shape.insert(f.shape.end(), os.begin(), os.end());
     f.nc.var = base.empty() ? what : what == "mean" ? base : base + "_" + what;
     f.nc.column_dims = cols;
+    f.nc.coords = coords;
     f.nc.global_attributes = {{"fkb_model_file", a.model},
                               {"fkb_model_name", "ensemble of " + std::to_string(nm) + " members of Keras model '" +
                                                      m0.info.name + "'"},
@@ -521,7 +531,7 @@ void register_predict(CLI::App& app) {
       "netCDF inputs: the variable's last dimension holds the features (its last two when they equal a rank-3 "
       "model's per-column shape (levels, channels)); the other dimensions are flattened into columns in C order, "
       "so x(time, ncol, nin) is read as [time*ncol, nin]. A .nc output keeps those column dimensions and their "
-      "names, e.g. y(time, ncol, nout), and records the model file, the model's name and FKB's version as global "
+      "names, e.g. y(time, ncol, nout), copies their coordinate variables (e.g. time and its units), and records the model file, the model's name and FKB's version as global "
       "attributes. An input with 0 columns writes outputs with 0 columns.\n"
       "Examples:\n"
       "  fkb predict model.keras -i x.npy -o y.npy\n"

@@ -249,7 +249,7 @@ TEST(NetcdfIo, NetcdfOutputHasDimensionsAttributesAndKerasValues) {
   }
   const std::string dir = test::temp_dir();
   write_nc(dir + "/x.nc", 0, "X", {{"time", 3, true}, {"ncol", static_cast<size_t>(n)}, {"nin", 5}}, NC_FLOAT,
-           as_double(concat(xs)));
+           as_double(concat(xs)), {{"time", {0.5, 1.5, 2.5}}});
   std::string out;
   ASSERT_EQ(predict(q(f.model) + " -i " + dir + "/x.nc --dataset X -o " + dir + "/y.nc --output-var tend --device cpu",
                     &out),
@@ -269,6 +269,21 @@ TEST(NetcdfIo, NetcdfOutputHasDimensionsAttributesAndKerasValues) {
   EXPECT_EQ(nc_text_attribute(dir + "/y.nc", "", "fkb_version"), std::string(fkb::version()));
   EXPECT_NE(nc_text_attribute(dir + "/y.nc", "", "fkb_inputs").find("x.nc' variable 'X'"), std::string::npos);
   EXPECT_NE(nc_text_attribute(dir + "/y.nc", "tend", "long_name").find(m.info.name), std::string::npos);
+  // The time coordinate variable comes along, with its units.
+  NcRead t = read_nc_var(dir + "/y.nc", "time");
+  EXPECT_EQ(t.values, (std::vector<float>{0.5f, 1.5f, 2.5f}));
+  EXPECT_EQ(nc_text_attribute(dir + "/y.nc", "time", "units"), "days since 2000-01-01");
+
+  // A range slice keeps the matching part of the coordinate.
+  ASSERT_EQ(predict(q(f.model) + " -i " + dir + "/x.nc --dataset X --slice time=1: -o " + dir +
+                        "/yr.nc --output-var tend --device cpu",
+                    &out),
+            0)
+      << out;
+  NcRead rr = read_nc_var(dir + "/yr.nc", "tend");
+  EXPECT_EQ(rr.dim_lengths, (std::vector<size_t>{2, static_cast<size_t>(n), 4}));
+  expect_close(rr.values, concat({ys[1], ys[2]}), "time=1: netCDF output");
+  EXPECT_EQ(read_nc_var(dir + "/yr.nc", "time").values, (std::vector<float>{1.5f, 2.5f}));
 
   // Default variable name: the Keras output layer's; a slice drops its dimension from the output.
   ASSERT_EQ(predict(q(f.model) + " -i " + dir + "/x.nc --dataset X --slice time=2 -o " + dir + "/y2.nc --device cpu",
@@ -278,6 +293,7 @@ TEST(NetcdfIo, NetcdfOutputHasDimensionsAttributesAndKerasValues) {
   const std::string layer = m.nodes[m.outputs[0]].name;
   NcRead r2 = read_nc_var(dir + "/y2.nc", layer);
   EXPECT_EQ(r2.dim_names, (std::vector<std::string>{"ncol", "nout"}));
+  EXPECT_EQ(nc_text_attribute(dir + "/y2.nc", "time", "units"), "<missing>");  // the time dimension is gone
   expect_close(r2.values, ys[2], "time=2 netCDF output");
   EXPECT_NE(nc_text_attribute(dir + "/y2.nc", "", "fkb_inputs").find("[time=2]"), std::string::npos);
 

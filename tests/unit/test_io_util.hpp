@@ -90,9 +90,11 @@ inline void nc_check(int status, const std::string& what) {
 /// Create `path` with the netCDF C API: `cmode` NC_NETCDF4, 0 (classic CDF-1), NC_64BIT_OFFSET (CDF-2) or
 /// NC_64BIT_DATA (CDF-5); one variable `var` of type `type` over `dims` holding `values` (C order, converted by
 /// netCDF; a dimension marked unlimited is the record dimension and must come first in classic files), plus a
-/// float variable `other(other_dim)` so that the file holds something else too.
+/// float variable `other(other_dim)` so that the file holds something else too, and coordinate variables
+/// `coords` (name of a dimension in `dims`, values) of type double with units "days since 2000-01-01".
 inline void write_nc(const std::string& path, int cmode, const std::string& var, const std::vector<NcTestDim>& dims,
-                     nc_type type, const std::vector<double>& values) {
+                     nc_type type, const std::vector<double>& values,
+                     const std::vector<std::pair<std::string, std::vector<double>>>& coords = {}) {
   int nc = -1;
   nc_check(nc_create(path.c_str(), cmode | NC_CLOBBER, &nc), "nc_create " + path);
   std::vector<int> ids;
@@ -110,7 +112,22 @@ inline void write_nc(const std::string& path, int cmode, const std::string& var,
   nc_check(nc_def_var(nc, "other", NC_FLOAT, 1, &odim, &other), "nc_def_var other");
   const char units[] = "1";
   nc_check(nc_put_att_text(nc, v, "units", sizeof units - 1, units), "nc_put_att_text");
+  std::vector<int> coord_ids;
+  for (const auto& [name, vals] : coords) {
+    size_t j = 0;
+    while (j < dims.size() && dims[j].name != name) ++j;
+    if (j == dims.size()) throw std::runtime_error("write_nc: no dimension " + name);
+    int c = -1;
+    nc_check(nc_def_var(nc, name.c_str(), NC_DOUBLE, 1, &ids[j], &c), "nc_def_var " + name);
+    const char cu[] = "days since 2000-01-01";
+    nc_check(nc_put_att_text(nc, c, "units", sizeof cu - 1, cu), "nc_put_att_text");
+    coord_ids.push_back(c);
+  }
   nc_check(nc_enddef(nc), "nc_enddef");
+  for (size_t k = 0; k < coords.size(); ++k) {
+    const size_t s0 = 0, n = coords[k].second.size();
+    nc_check(nc_put_vara_double(nc, coord_ids[k], &s0, &n, coords[k].second.data()), "nc_put_vara coord");
+  }
   if (!values.empty()) nc_check(nc_put_vara_double(nc, v, start.data(), count.data(), values.data()), "nc_put_vara");
   const float o[2] = {1.0f, 2.0f};
   nc_check(nc_put_var_float(nc, other, o), "nc_put_var other");

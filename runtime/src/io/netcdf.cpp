@@ -96,6 +96,40 @@ void list_group(int gid, const std::string& prefix, std::vector<std::string>& ou
   }
 }
 
+bool numeric(nc_type t) {
+  return t == NC_BYTE || t == NC_SHORT || t == NC_INT || t == NC_FLOAT || t == NC_DOUBLE || t == NC_UBYTE ||
+         t == NC_USHORT || t == NC_UINT || t == NC_INT64 || t == NC_UINT64;
+}
+
+// The coordinate variable of dimension `dimid` named `name` (in group `gid` or the root), read over
+// [start, start + count); false when there is none (or it cannot be read: coordinates are a courtesy).
+bool read_coord(int root, int gid, int dimid, const std::string& name, size_t start, size_t count, NcCoord& c) {
+  for (int g : {gid, root}) {
+    int v = -1, nd = 0, d = -1;
+    nc_type t = 0;
+    if (nc_inq_varid(g, name.c_str(), &v) != NC_NOERR) continue;
+    if (nc_inq_var(g, v, nullptr, &t, &nd, nullptr, nullptr) != NC_NOERR || nd != 1 || !numeric(t)) return false;
+    if (nc_inq_vardimid(g, v, &d) != NC_NOERR || d != dimid) return false;
+    c.name = name;
+    c.values.resize(count);
+    if (count > 0 && nc_get_vara_double(g, v, &start, &count, c.values.data()) != NC_NOERR) return false;
+    int na = 0;
+    nc_inq_varnatts(g, v, &na);
+    for (int i = 0; i < na; ++i) {
+      char an[NC_MAX_NAME + 1] = {0};
+      nc_type at = 0;
+      size_t len = 0;
+      if (nc_inq_attname(g, v, i, an) != NC_NOERR || an[0] == '_') continue;
+      if (nc_inq_att(g, v, an, &at, &len) != NC_NOERR || at != NC_CHAR || len > 4096) continue;
+      std::string text(len, '\0');
+      if (len && nc_get_att_text(g, v, an, &text[0]) != NC_NOERR) continue;
+      c.attributes.emplace_back(an, text);
+    }
+    return true;
+  }
+  return false;
+}
+
 std::string join(const std::vector<std::string>& v, const std::string& sep) {
   std::string s;
   for (size_t i = 0; i < v.size(); ++i) s += (i ? sep : "") + v[i];
@@ -295,8 +329,12 @@ NcArray read_netcdf(const std::string& path, const std::string& var, const std::
 
   // Split the kept dimensions into columns and features.
   std::vector<NcDim> kept;
+  std::vector<size_t> kept_idx;
   for (size_t d = 0; d < dims.size(); ++d)
-    if (!dropped[d]) kept.push_back(dims[d]);
+    if (!dropped[d]) {
+      kept.push_back(dims[d]);
+      kept_idx.push_back(d);
+    }
   const size_t k = per_column.size();
   size_t nf = 1;
   if (k >= 1 && kept.size() >= k) {
@@ -309,6 +347,11 @@ NcArray read_netcdf(const std::string& path, const std::string& var, const std::
   if (kept.empty()) nf = 0;
   out.column_dims.assign(kept.begin(), kept.end() - static_cast<std::ptrdiff_t>(nf));
   out.feature_dims.assign(kept.end() - static_cast<std::ptrdiff_t>(nf), kept.end());
+  for (size_t j = 0; j < out.column_dims.size(); ++j) {
+    const size_t d = kept_idx[j];
+    NcCoord c;
+    if (read_coord(f.id, gid, dimids[d], dims[d].name, start[d], count[d], c)) out.coords.push_back(std::move(c));
+  }
 
   int64_t rows = 1, total = 1;
   for (const auto& d : out.column_dims)
@@ -375,10 +418,12 @@ void write_netcdf(const std::string& path, const float* data, const std::vector<
   const std::string where = "cannot write " + q(path);
   std::vector<int> dimids;
   std::vector<size_t> count;
+  std::vector<std::string> col_names;
   for (const auto& d : cols) {
     int id = -1;
     const bool unlim = d.unlimited || d.length == 0;
-    if ((st = nc_def_dim(f.id, unique(d.name).c_str(), unlim ? NC_UNLIMITED : static_cast<size_t>(d.length), &id)) !=
+    col_names.push_back(unique(d.name));
+    if ((st = nc_def_dim(f.id, col_names.back().c_str(), unlim ? NC_UNLIMITED : static_cast<size_t>(d.length), &id)) !=
         NC_NOERR)
       nc_fail(Status::FileError, where + " (dimension " + q(d.name) + ")", st);
     dimids.push_back(id);
@@ -401,7 +446,26 @@ void write_netcdf(const std::string& path, const float* data, const std::vector<
   for (const auto& [k, v] : spec.global_attributes)
     if ((st = nc_put_att_text(f.id, NC_GLOBAL, k.c_str(), v.size(), v.c_str())) != NC_NOERR)
       nc_fail(Status::FileError, where + " (attribute " + q(k) + ")", st);
+  // Coordinate variables of the column dims (e.g. time(time) with its units), when names and lengths agree.
+  std::vector<std::pair<int, const NcCoord*>> coord_vars;
+  for (const auto& c : spec.coords) {
+    size_t j = 0;
+    while (j < cols.size() && !(col_names[j] == c.name && static_cast<int64_t>(c.values.size()) == cols[j].length)) ++j;
+    if (j == cols.size() || c.name == spec.var) continue;
+    int cv = -1;
+    if ((st = nc_def_var(f.id, c.name.c_str(), NC_DOUBLE, 1, &dimids[j], &cv)) != NC_NOERR)
+      nc_fail(Status::FileError, where + " (coordinate variable " + q(c.name) + ")", st);
+    for (const auto& [k, v] : c.attributes)
+      if ((st = nc_put_att_text(f.id, cv, k.c_str(), v.size(), v.c_str())) != NC_NOERR)
+        nc_fail(Status::FileError, where + " (attribute " + q(k) + " of " + q(c.name) + ")", st);
+    coord_vars.emplace_back(cv, &c);
+  }
   if ((st = nc_enddef(f.id)) != NC_NOERR) nc_fail(Status::FileError, where, st);
+  for (const auto& [cv, c] : coord_vars) {
+    const size_t s0 = 0, n = c->values.size();
+    if (n > 0 && (st = nc_put_vara_double(f.id, cv, &s0, &n, c->values.data())) != NC_NOERR)
+      nc_fail(Status::FileError, where + " (coordinate variable " + q(c->name) + ")", st);
+  }
   int64_t total = 1;
   for (auto v : shape) total *= v;
   if (total > 0) {

@@ -36,10 +36,19 @@ struct NcDim {
   bool unlimited = false;
 };
 
+/// A coordinate variable (1-D, named like its dimension, e.g. time(time)): values as double and its text
+/// attributes (units, calendar, long_name, ...), kept for the outputs.
+struct NcCoord {
+  std::string name;  ///< == the dimension's name
+  std::vector<double> values;
+  std::vector<std::pair<std::string, std::string>> attributes;
+};
+
 /// A variable read as a batch: `array` is [ncol, feature dims...] (ncol = product of the column dims).
 struct NcArray {
   HostArray array;
   std::vector<NcDim> column_dims;   ///< after slicing, in file order (may be empty: one column)
+  std::vector<NcCoord> coords;      ///< coordinate variables of the column dims found in the file (sliced alike)
   std::vector<NcDim> feature_dims;  ///< the trailing dims taken as features (may be empty: one feature)
   std::string format;               ///< "netCDF-4", "netCDF-3 classic (CDF-1)", ...
   std::string description;          ///< e.g. "'x.nc' variable 'X' (time=4, ncol=37, nin=5)"
@@ -70,6 +79,9 @@ struct NcWriteSpec {
   std::vector<std::string> feature_dim_names; ///< one per per-column dim; empty = "nout", "nout_1", ...
   std::vector<std::pair<std::string, std::string>> global_attributes;
   std::vector<std::pair<std::string, std::string>> variable_attributes;
+  /// Coordinate variables to write (as double) over the column dimension of the same name and length; others
+  /// are skipped.
+  std::vector<NcCoord> coords;
 };
 
 /// Write a netCDF-4 file holding one float variable. Dimension names that collide get a suffix; a zero-length
