@@ -269,7 +269,7 @@ void register_bench(CLI::App& app) {
   sub->add_option("--batch", args->batches, "batch sizes (columns), comma-separated")
       ->delimiter(',')
       ->capture_default_str();
-  sub->add_option("--threads", args->threads, "CPU threads (0 = all cores)")->capture_default_str();
+  sub->add_option("--threads", args->threads, "CPU threads (0 = OpenMP's default: OMP_NUM_THREADS when set, else all cores)")->capture_default_str();
   sub->add_option("--warmup", args->warmup, "untimed calls per batch size")->capture_default_str();
   sub->add_option("--iters", args->iters, "timed calls per batch size")->capture_default_str();
   sub->add_option("--json", args->json_path, "write the results as JSON to this file");

@@ -508,7 +508,7 @@ void register_predict(CLI::App& app) {
                   "member after member; netCDF: dims (member, columns..., nout))");
   sub->add_option("--device", args->device, "auto | cpu | cuda | cuda:N (default auto; ensembles: their YAML's)");
   sub->add_option("--precision", args->precision, "fp32 | tf32 | bf16 | fp16 (CPU: fp32; default fp32)");
-  sub->add_option("--threads", args->threads, "CPU threads (0 = all cores)")->capture_default_str();
+  sub->add_option("--threads", args->threads, "CPU threads (0 = OpenMP's default: OMP_NUM_THREADS when set, else all cores)")->capture_default_str();
   sub->add_option("--max-batch", args->max_batch,
                   "columns per backend call, larger inputs are chunked (default 4096; ensembles: their YAML's)");
   sub->add_option("--config", args->config, "architecture file (Keras JSON/YAML) for weights-only .h5 files");

@@ -25,7 +25,7 @@ enum class DType { F32, F64 };
 struct CompileOptions {
   Precision precision = Precision::FP32;
   int64_t max_batch = 4096;   ///< largest ncol one run() call receives
-  int threads = 0;            ///< CPU threads; 0 = all cores (OpenMP default)
+  int threads = 0;            ///< CPU threads; 0 = OpenMP's default (OMP_NUM_THREADS when set, else all cores)
   int device_index = 0;       ///< CUDA device ordinal
   bool reproducible = false;  ///< bitwise identical per column regardless of batch size/position
   bool verbose = false;       ///< print notices (fallbacks) to stderr

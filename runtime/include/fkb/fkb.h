@@ -62,7 +62,7 @@ typedef struct fkb_options {
   const char* device;      /* "auto" (default) | "cpu" | "cuda" | "cuda:N"; NULL = "auto" */
   const char* precision;   /* "fp32" (default) | "tf32" | "bf16" | "fp16" (CPU: fp32 only); NULL = "fp32" */
   int64_t max_batch;       /* largest batch compiled for; bigger calls run in chunks. 0 = default (4096) */
-  int32_t threads;         /* CPU threads; 0 = all cores */
+  int32_t threads;         /* CPU threads; 0 = OMP_NUM_THREADS when set, else all cores */
   const char* config_path; /* Keras JSON/YAML architecture for weights-only files; NULL or "" = none */
   const char* nonfinite;   /* "propagate" (default) | "error"; NULL = "propagate" */
   int32_t reproducible;    /* nonzero: a column's output is bitwise independent of batch size/position */

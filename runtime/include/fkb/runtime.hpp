@@ -20,7 +20,7 @@ struct RuntimeOptions {
   std::string device = "auto";     ///< "auto" | "cpu" | "cuda" | "cuda:N"
   std::string precision = "fp32";  ///< "fp32" | "tf32" | "bf16" | "fp16" (CPU: fp32 only)
   int64_t max_batch = 4096;        ///< plan size; larger calls are processed in chunks of this size
-  int threads = 0;                 ///< CPU threads (0 = all cores)
+  int threads = 0;                 ///< CPU threads (0 = OpenMP's default: OMP_NUM_THREADS when set, else all cores)
   std::string nonfinite = "propagate";  ///< "propagate" | "error"
   bool reproducible = false;
   bool verbose = true;             ///< print the one-line device notice at construction

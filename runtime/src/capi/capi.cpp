@@ -68,7 +68,7 @@ fkb_model_t load_impl(const char* path, const fkb_options& o) {
   if (o.max_batch < 0)
     invalid("fkb_load: max_batch must be >= 0 (0 = default), got " + std::to_string(o.max_batch));
   if (o.threads < 0)
-    invalid("fkb_load: threads must be >= 0 (0 = all cores), got " + std::to_string(o.threads));
+    invalid("fkb_load: threads must be >= 0 (0 = OMP_NUM_THREADS, else all cores), got " + std::to_string(o.threads));
   if (o.max_batch > 0)
     ro.max_batch = o.max_batch;
   ro.threads = o.threads;

@@ -37,7 +37,7 @@ fkb_ensemble_t ensemble_load_impl(const char* path, const char* device, const ch
   if (!*path) invalid("fkb_ensemble_load: path is empty");
   if (max_batch < 0)
     invalid("fkb_ensemble_load: max_batch must be >= 0 (0 = default), got " + std::to_string(max_batch));
-  if (threads < 0) invalid("fkb_ensemble_load: threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
+  if (threads < 0) invalid("fkb_ensemble_load: threads must be >= 0 (0 = OMP_NUM_THREADS, else all cores), got " + std::to_string(threads));
   if (nested_threads < 0)
     invalid("fkb_ensemble_load: nested_threads must be >= 1 (0 = default 1), got " + std::to_string(nested_threads));
   fkb::EnsembleOptions o;

@@ -436,7 +436,7 @@ void check_compile_options(const CompileOptions& options) {
   if (options.max_batch < 1)
     throw_error(Status::InvalidArgument, "max_batch must be >= 1, got " + std::to_string(options.max_batch));
   if (options.threads < 0)
-    throw_error(Status::InvalidArgument, "threads must be >= 0 (0 = all cores), got " + std::to_string(options.threads));
+    throw_error(Status::InvalidArgument, "threads must be >= 0 (0 = OMP_NUM_THREADS, else all cores), got " + std::to_string(options.threads));
 }
 
 void check_model(const Model& model) {
