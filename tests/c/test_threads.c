@@ -4,7 +4,8 @@
  * the serial result of the same calls on the same chunks, and Keras' outputs within 1e-5 (the inputs tile the
  * fixture's columns, so each column has a Keras reference). fkb_last_error() must stay per thread while
  * threads interleave failing and succeeding calls.
- * Usage: fkb_c_test_threads FIXTURES_DIR   (run with OMP_NUM_THREADS >= 2) */
+ * Usage: fkb_c_test_threads FIXTURES_DIR   (run with OMP_NUM_THREADS >= 2)
+ * FKB_THREADS_QUICK=1 in the environment (ThreadSanitizer builds): one round, at most 300 columns per size. */
 #include <hdf5.h>
 #include <math.h>
 #include <omp.h>
@@ -78,11 +79,14 @@ static double rel_err_f(const float* y, const double* ref, int64_t n) {
 }
 
 static const int64_t chunks[] = {1, 7, 37, 512, 3000};
-enum { NCHUNK_SIZES = 5, ROUNDS = 3, NTOTAL = 6000 };
+enum { NCHUNK_SIZES = 5, NTOTAL = 6000 };
+static int ROUNDS = 3;
+static int64_t max_cols = NTOTAL;
 
 static int64_t columns_for(int64_t cs) {
   int64_t n = 2 * cs > 1000 ? 2 * cs : 1000;
-  return n < NTOTAL ? n : NTOTAL;
+  n = n < NTOTAL ? n : NTOTAL;
+  return n < max_cols ? n : max_cols;
 }
 
 static void model_tests(const char* dir) {
@@ -203,7 +207,8 @@ static void ensemble_tests(const char* dir) {
   double* mp = malloc((size_t)(ntot * nout) * sizeof(double));
   double* sp = malloc((size_t)(ntot * nout) * sizeof(double));
   for (int ic = 0; ic < 4; ++ic) {
-    const int64_t cs = chunks[ic], n = (2 * cs > 600 ? 2 * cs : 600), nc = (n + cs - 1) / cs;
+    const int64_t cs = chunks[ic], n0 = (2 * cs > 600 ? 2 * cs : 600), n = n0 < max_cols ? n0 : max_cols,
+                  nc = (n + cs - 1) / cs;
     int bad = 0;
     for (int64_t c = 0; c < nc; ++c) {
       const int64_t lo = c * cs, cnt = (lo + cs <= n ? cs : n - lo);
@@ -244,6 +249,11 @@ int main(int argc, char** argv) {
   if (argc != 2) {
     fprintf(stderr, "usage: %s FIXTURES_DIR\n", argv[0]);
     return 2;
+  }
+  const char* quick = getenv("FKB_THREADS_QUICK");
+  if (quick && *quick) {
+    ROUNDS = 1;
+    max_cols = 300;
   }
   printf("OpenMP threads: %d\n", omp_get_max_threads());
   check(omp_get_max_threads() >= 2, "the test runs with at least 2 OpenMP threads");

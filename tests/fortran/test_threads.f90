@@ -4,6 +4,7 @@
 !> Keras' own outputs within 1e-5 (the inputs tile the fixture's columns, so every column has a Keras
 !> reference). Every call's stat must be FKB_OK.
 !> Usage: test_threads CBRAIN.txt ENSEMBLE.txt TMP_DIR   (run with OMP_NUM_THREADS >= 2)
+!> FKB_THREADS_QUICK=1 in the environment (ThreadSanitizer builds): one round, at most 300 columns per size.
 program test_threads
   use omp_lib, only: omp_get_max_threads
   use fkb
@@ -12,17 +13,22 @@ program test_threads
   implicit none
   real(real64), parameter :: tol = 1.0e-5_real64
   integer, parameter :: chunks(5) = [1, 7, 37, 512, 3000]
-  integer, parameter :: rounds = 3
+  integer :: rounds = 3, max_cols = 6000
   type(fixture_t) :: f
   character(len=:), allocatable :: tmp, errmsg
   type(fkb_model) :: net, net2
   type(fkb_ensemble) :: ens
   real(real64), allocatable :: x(:, :), yref(:, :)
-  integer :: nthreads, ncol_total, stat
+  integer :: nthreads, ncol_total, stat, u
 
   call read_fixture(arg(1), f)
   tmp = arg(3)
   call execute_command_line('mkdir -p ' // tmp)
+  call get_environment_variable('FKB_THREADS_QUICK', length=u)
+  if (u > 0) then
+    rounds = 1
+    max_cols = 300
+  end if
   nthreads = omp_get_max_threads()
   write(*, '(a, i0, a)') 'OpenMP threads: ', nthreads, ' (OMP_NUM_THREADS)'
   call check(nthreads >= 2, 'the test runs with at least 2 OpenMP threads')
@@ -78,7 +84,7 @@ contains
     integer :: ic, r, c, lo, hi, n, bad, st
     allocate(ys(m%n_outputs(), ncol_total), yp(m%n_outputs(), ncol_total))
     do ic = 1, size(chunks)
-      n = min(ncol_total, max(2 * chunks(ic), 1000))
+      n = min(ncol_total, max(2 * chunks(ic), 1000), max_cols)
       ys = -999
       do c = 1, nchunks(n, chunks(ic))  ! serial: the same calls, one after another
         lo = (c - 1) * chunks(ic) + 1
@@ -116,7 +122,7 @@ contains
     allocate(x4(size(x, 1), size(x, 2)), ys(m%n_outputs(), ncol_total), yp(m%n_outputs(), ncol_total))
     x4(:, :) = real(x, real32)
     do ic = 1, size(chunks)
-      n = min(ncol_total, max(2 * chunks(ic), 1000))
+      n = min(ncol_total, max(2 * chunks(ic), 1000), max_cols)
       do c = 1, nchunks(n, chunks(ic))
         lo = (c - 1) * chunks(ic) + 1
         hi = min(n, c * chunks(ic))
@@ -176,7 +182,7 @@ contains
     if (stat /= FKB_OK) return
     allocate(ms(nout, 2000), ss(nout, 2000), mp(nout, 2000), sp(nout, 2000))
     do ic = 1, 4  ! chunks 1, 7, 37, 512
-      n = min(2000, max(2 * chunks(ic), 600))
+      n = min(2000, max(2 * chunks(ic), 600), max_cols)
       do c = 1, nchunks(n, chunks(ic))
         lo = (c - 1) * chunks(ic) + 1
         hi = min(n, c * chunks(ic))
@@ -244,7 +250,7 @@ contains
       yp_ref(:, j) = yref(:, j) / scale      ! physical outputs
     end do
     do ic = 1, size(chunks)
-      n = min(ncol_total, max(2 * chunks(ic), 1000))
+      n = min(ncol_total, max(2 * chunks(ic), 1000), max_cols)
       do c = 1, nchunks(n, chunks(ic))
         lo = (c - 1) * chunks(ic) + 1
         hi = min(n, c * chunks(ic))
