@@ -47,7 +47,8 @@ extern "C" {
 typedef struct fkb_mpi_s* fkb_mpi_t;
 
 /* Options. Initialize with fkb_mpi_options_init; fields may be added at the end later. Strings are borrowed
- * for the duration of fkb_mpi_load only. NULL strings and zero numbers mean the defaults. */
+ * for the duration of fkb_mpi_load only. NULL strings and zero numbers mean the defaults. (module fkb_mpi
+ * mirrors this struct as the bind(c) type fkb_mpi_options_c: a new field goes at the end here AND there.) */
 typedef struct fkb_mpi_options {
   const char* mode;        /* "per-rank" (default) | "node-aggregate" | "cpu" */
   const char* device;      /* "auto" (default) | "cpu" | "cuda" | "cuda:N" | comma list indexed by node-local

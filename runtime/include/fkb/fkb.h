@@ -57,7 +57,9 @@ extern "C" {
 typedef struct fkb_model_s* fkb_model_t;
 
 /* Load/compile options. Always initialize with fkb_options_init, then set what you need: fields may be
- * added at the end in later versions. Strings are borrowed for the duration of the fkb_load call only. */
+ * added at the end in later versions. Strings are borrowed for the duration of the fkb_load call only.
+ * (module fkb mirrors this struct field for field as a bind(c) type, fkb_options_c in fortran/fkb.f90: a new
+ * field goes at the end here AND there.) */
 typedef struct fkb_options {
   const char* device;      /* "auto" (default) | "cpu" | "cuda" | "cuda:N"; NULL = "auto" */
   const char* precision;   /* "fp32" (default) | "tf32" | "bf16" | "fp16" (CPU: fp32 only); NULL = "fp32" */
