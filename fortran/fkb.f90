@@ -266,7 +266,7 @@ module fkb
       type(c_ptr), value :: model
     end function fkb_free_c
 
-    type(c_ptr) function fkb_last_error_c() bind(c, name='fkb_last_error')
+    pure type(c_ptr) function fkb_last_error_c() bind(c, name='fkb_last_error')  ! reads a thread-local
       import :: c_ptr
     end function fkb_last_error_c
 
@@ -279,7 +279,7 @@ module fkb
       import :: c_ptr
     end function fkb_version_c
 
-    integer(c_size_t) function strlen_c(s) bind(c, name='strlen')
+    pure integer(c_size_t) function strlen_c(s) bind(c, name='strlen')
       import :: c_size_t, c_ptr
       type(c_ptr), value :: s
     end function strlen_c
@@ -289,11 +289,15 @@ contains
 
   ! ------------------------------------------------------------------------------------------------
   ! helpers
+  ! Why no helper below returns a deferred-length (len=:) result: gfortran (12 at least) keeps the length of a
+  ! deferred-length function result in a static variable of the caller, so two threads calling one such
+  ! function race on it (ThreadSanitizer found it in predict). Results whose length is a specification
+  ! expression are computed on the stack.
 
   !> A NUL-terminated copy of a Fortran string (trailing blanks removed).
   pure function c_string(s) result(cs)
     character(len=*), intent(in) :: s
-    character(kind=c_char, len=:), allocatable :: cs
+    character(kind=c_char, len=len_trim(s) + 1) :: cs
     cs = trim(s) // c_null_char
   end function c_string
 
@@ -311,19 +315,21 @@ contains
   end subroutine c_chars
 
   !> A Fortran copy of a NUL-terminated C string.
+  !> Length of a NUL-terminated C string (0 for NULL).
+  pure integer function c_len(p) result(n)
+    type(c_ptr), intent(in) :: p
+    n = 0
+    if (c_associated(p)) n = int(strlen_c(p))
+  end function c_len
+
   function f_string(p) result(s)
     type(c_ptr), intent(in) :: p
-    character(len=:), allocatable :: s
+    character(len=c_len(p)) :: s
     character(kind=c_char), pointer :: chars(:)
-    integer :: i, n
-    if (.not. c_associated(p)) then
-      s = ''
-      return
-    end if
-    n = int(strlen_c(p))
-    call c_f_pointer(p, chars, [n])
-    allocate(character(len=n) :: s)
-    do i = 1, n
+    integer :: i
+    if (len(s) == 0) return
+    call c_f_pointer(p, chars, [len(s)])
+    do i = 1, len(s)
       s(i:i) = chars(i)
     end do
   end function f_string
@@ -341,23 +347,37 @@ contains
     end if
   end subroutine report
 
+  !> Length of c_message(code).
+  pure integer function message_len(code) result(n)
+    integer(c_int), intent(in) :: code
+    n = 0
+    if (code /= FKB_OK) n = c_len(fkb_last_error_c())
+  end function message_len
+
   !> The message for a C API status: fkb_last_error() on failure, '' on success.
   function c_message(code) result(msg)
     integer(c_int), intent(in) :: code
-    character(len=:), allocatable :: msg
-    if (code == FKB_OK) then
-      msg = ''
-    else
-      msg = f_string(fkb_last_error_c())
-    end if
+    character(len=message_len(code)) :: msg
+    if (len(msg) > 0) msg = f_string(fkb_last_error_c())
   end function c_message
+
+  !> Decimal digits of i, with its sign.
+  pure integer function ndigits(i) result(n)
+    integer(int64), intent(in) :: i
+    integer(int64) :: v
+    n = 1
+    if (i < 0) n = 2
+    v = abs(i / 10)
+    do while (v > 0)
+      n = n + 1
+      v = v / 10
+    end do
+  end function ndigits
 
   function itoa(i) result(s)
     integer(int64), intent(in) :: i
-    character(len=:), allocatable :: s
-    character(len=24) :: buf
-    write(buf, '(i0)') i
-    s = trim(buf)
+    character(len=ndigits(i)) :: s
+    write(s, '(i0)') i
   end function itoa
 
   ! ------------------------------------------------------------------------------------------------

@@ -192,7 +192,7 @@ module fkb_mpi
       import :: c_ptr
     end function fkb_mpi_last_error_c
 
-    integer(c_size_t) function strlen_c(s) bind(c, name='strlen')
+    pure integer(c_size_t) function strlen_c(s) bind(c, name='strlen')
       import :: c_size_t, c_ptr
       type(c_ptr), value :: s
     end function strlen_c
@@ -205,7 +205,7 @@ contains
 
   pure function c_string(s) result(cs)
     character(len=*), intent(in) :: s
-    character(kind=c_char, len=:), allocatable :: cs
+    character(kind=c_char, len=len_trim(s) + 1) :: cs
     cs = trim(s) // c_null_char
   end function c_string
 
@@ -222,27 +222,40 @@ contains
     a(n + 1) = c_null_char
   end subroutine c_chars
 
+  ! No helper returns a deferred-length (len=:) result: gfortran keeps such a result's length in a static of
+  ! the caller, which threads calling predict at once would race on (see module fkb).
+  pure integer function ndigits(i) result(n)
+    integer(int64), intent(in) :: i
+    integer(int64) :: v
+    n = 1
+    if (i < 0) n = 2
+    v = abs(i / 10)
+    do while (v > 0)
+      n = n + 1
+      v = v / 10
+    end do
+  end function ndigits
+
   function itoa(i) result(s)
     integer(int64), intent(in) :: i
-    character(len=:), allocatable :: s
-    character(len=24) :: buf
-    write(buf, '(i0)') i
-    s = trim(buf)
+    character(len=ndigits(i)) :: s
+    write(s, '(i0)') i
   end function itoa
+
+  pure integer function c_len(p) result(n)
+    type(c_ptr), intent(in) :: p
+    n = 0
+    if (c_associated(p)) n = int(strlen_c(p))
+  end function c_len
 
   function f_string(p) result(s)
     type(c_ptr), intent(in) :: p
-    character(len=:), allocatable :: s
+    character(len=c_len(p)) :: s
     character(kind=c_char), pointer :: chars(:)
-    integer :: i, n
-    if (.not. c_associated(p)) then
-      s = ''
-      return
-    end if
-    n = int(strlen_c(p))
-    call c_f_pointer(p, chars, [n])
-    allocate(character(len=n) :: s)
-    do i = 1, n
+    integer :: i
+    if (len(s) == 0) return
+    call c_f_pointer(p, chars, [len(s)])
+    do i = 1, len(s)
       s(i:i) = chars(i)
     end do
   end function f_string
