@@ -5,7 +5,7 @@ Usage (from the repository root; needs numpy, h5py, onnx, onnxruntime, e.g. a ve
 `python3 -m venv /opt/fkb-bench && /opt/fkb-bench/bin/pip install onnx onnxruntime numpy h5py`):
 
     /opt/fkb-bench/bin/python bench/cpu_baseline.py [--fkb build/bin/fkb] [--threads 1,2]
-        [--batch 128,512,2048,8192] [--keras-python /opt/fkb-keras/bin/python] [--out bench/results/cpu_DATE.json]
+        [--batch 128,512,2048,8192] [--keras-python PY (default: .venv-keras-tf from scripts/pyenv.sh --tensorflow)] [--out bench/results/cpu_DATE.json]
 
 Networks (BENCHMARKS.md): `cbrain` = ../shared/models/cbrain/stabNN.h5 (94 -> 9 x 256 LeakyReLU 0.3 -> 65), and
 `climsim` (124 -> 768, 640, 512, 640, 640 LeakyReLU 0.15 -> 128), saved at bench time by real Keras
@@ -169,7 +169,8 @@ def main():
     ap.add_argument("--spin", default="on,off",
                     help="thread waiting modes to try, for both: on = spinning (ORT allow_spinning=1, "
                          "OMP_WAIT_POLICY=active), off = blocking; the best per batch counts for each")
-    ap.add_argument("--keras-python", default="/opt/fkb-keras/bin/python")
+    ap.add_argument("--keras-python", default=os.path.join(ROOT, ".venv-keras-tf", "bin", "python"),
+                    help="Keras 3 + TensorFlow interpreter (made by scripts/pyenv.sh --tensorflow)")
     ap.add_argument("--models", default="cbrain,climsim")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results",
                                                   f"cpu_{datetime.date.today().isoformat()}.json"))

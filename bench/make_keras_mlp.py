@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Save a Keras MLP of the BENCHMARKS.md `climsim` shape with real Keras (tf-keras, legacy .h5).
 
-Usage: /opt/fkb-keras/bin/python bench/make_keras_mlp.py OUT.h5 [--seed N]
+Usage: $(scripts/pyenv.sh --tensorflow) bench/make_keras_mlp.py OUT.h5 [--seed N]
 
 124 -> Dense 768, 640, 512, 640, 640 (each followed by LeakyReLU(alpha=0.15)) -> Dense 128, seeded
 Glorot weights with perturbed biases. Next to OUT.h5 it writes OUT.ref.h5 with a float32 input batch

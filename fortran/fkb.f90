@@ -404,7 +404,7 @@ contains
   !>   device          'auto' (default) | 'cpu' | 'cuda' | 'cuda:N'
   !>   precision       'fp32' (default) | 'tf32' | 'bf16' | 'fp16'
   !>   max_batch       largest batch compiled for (default 4096); bigger calls run in chunks
-  !>   threads         CPU threads (default 0 = all cores)
+  !>   threads         CPU threads (default 0 = OMP_NUM_THREADS when set, else all cores)
   !>   config          Keras JSON/YAML architecture file for weights-only .h5 files
   !>   verbose         print the one-line device notice ('fkb: device auto -> ...') at load (default .true.)
   !>   nonfinite       'propagate' (default) | 'error': a NaN/Inf input fails predict with FKB_ERR_NON_FINITE,

@@ -19,7 +19,7 @@
 !>     device            = 'auto'           ! auto | cpu | cuda | cuda:N
 !>     precision         = 'fp32'           ! fp32 | tf32 | bf16 | fp16
 !>     max_batch         = 0                ! largest batch compiled for (0 = FKB's default, 4096)
-!>     threads           = 0                ! CPU threads (0 = all cores)
+!>     threads           = 0                ! CPU threads (0 = OMP_NUM_THREADS, else all cores)
 !>     config_path       = ''               ! Keras JSON/YAML for weights-only model files
 !>     verbose           = .true.           ! print one line describing the set-up at init, and FKB's
 !>                                          ! device notice ('fkb: device auto -> cpu'); .false.: silent

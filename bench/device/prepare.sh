@@ -11,7 +11,7 @@
 #  * copies into build-gpu/deps the shared libraries the GPU machine (Ubuntu 24.04) lacks: yaml-cpp, libzip
 #    (the CUDA, HDF5, OpenBLAS, gfortran and system libraries there have the same sonames as here);
 #  * stages the benchmark models in build-gpu/bench-models: cbrain (../shared/models/cbrain/stabNN.h5), a
-#    climsim-shaped MLP saved by real Keras (bench/make_keras_mlp.py with /opt/fkb-keras), and a copy of
+#    climsim-shaped MLP saved by real Keras (bench/make_keras_mlp.py with the interpreter of `scripts/pyenv.sh --tensorflow`), and a copy of
 #    ../shared/models for the shared-model parity tests (FKB_SHARED_MODELS).
 # The device call then carries: build-gpu/bin build-gpu/lib build-gpu/deps build-gpu/bench-models.
 set -euo pipefail
@@ -20,7 +20,7 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 SRC=/tmp/fkb-src
 B=build-gpu
 JOBS="${JOBS:-2}"
-KERAS_PY="${KERAS_PY:-/opt/fkb-keras/bin/python}"
+KERAS_PY="${KERAS_PY:-$ROOT/.venv-keras-tf/bin/python}"  # scripts/pyenv.sh --tensorflow makes it
 SHARED="${SHARED:-$ROOT/../shared/models}"
 
 ln -sfn "$ROOT" "$SRC"
