@@ -50,6 +50,7 @@ module fkb
                                          c_int32_t, c_int64_t, c_float, c_double, c_size_t, c_loc, c_f_pointer, &
                                          c_funptr
   use, intrinsic :: iso_fortran_env, only: real32, real64, int64
+  use fkb_strings, only: c_string, c_chars, c_len, f_string, itoa
   implicit none
   private
 
@@ -229,7 +230,6 @@ module fkb
       integer(c_int64_t), intent(out) :: n
     end function fkb_output_count_c
 
-
     integer(c_int) function fkb_predict_f32_c(model, x, ncol, y) bind(c, name='fkb_predict_f32')
       import :: c_int, c_ptr, c_int64_t
       type(c_ptr), value :: model, x, y
@@ -279,60 +279,13 @@ module fkb
       import :: c_ptr
     end function fkb_version_c
 
-    pure integer(c_size_t) function strlen_c(s) bind(c, name='strlen')
-      import :: c_size_t, c_ptr
-      type(c_ptr), value :: s
-    end function strlen_c
   end interface
 
 contains
 
   ! ------------------------------------------------------------------------------------------------
   ! helpers
-  ! Why no helper below returns a deferred-length (len=:) result: gfortran (12 at least) keeps the length of a
-  ! deferred-length function result in a static variable of the caller, so two threads calling one such
-  ! function race on it (ThreadSanitizer found it in predict). Results whose length is a specification
-  ! expression are computed on the stack.
-
-  !> A NUL-terminated copy of a Fortran string (trailing blanks removed).
-  pure function c_string(s) result(cs)
-    character(len=*), intent(in) :: s
-    character(kind=c_char, len=len_trim(s) + 1) :: cs
-    cs = trim(s) // c_null_char
-  end function c_string
-
-  !> A NUL-terminated character array (interoperable, so c_loc may point a C `const char*` at it).
-  subroutine c_chars(s, a)
-    character(len=*), intent(in) :: s
-    character(kind=c_char), allocatable, intent(out) :: a(:)
-    integer :: i, n
-    n = len_trim(s)
-    allocate(a(n + 1))
-    do i = 1, n
-      a(i) = s(i:i)
-    end do
-    a(n + 1) = c_null_char
-  end subroutine c_chars
-
-  !> A Fortran copy of a NUL-terminated C string.
-  !> Length of a NUL-terminated C string (0 for NULL).
-  pure integer function c_len(p) result(n)
-    type(c_ptr), intent(in) :: p
-    n = 0
-    if (c_associated(p)) n = int(strlen_c(p))
-  end function c_len
-
-  function f_string(p) result(s)
-    type(c_ptr), intent(in) :: p
-    character(len=c_len(p)) :: s
-    character(kind=c_char), pointer :: chars(:)
-    integer :: i
-    if (len(s) == 0) return
-    call c_f_pointer(p, chars, [len(s)])
-    do i = 1, len(s)
-      s(i:i) = chars(i)
-    end do
-  end function f_string
+  ! (String helpers: module fkb_strings. None returns a deferred-length result: see there why.)
 
   !> End a call: set stat, or error stop with the message when stat is absent and code /= FKB_OK.
   !> Each public procedure assigns its own errmsg before calling this: gfortran 12 loses the length of
@@ -360,25 +313,6 @@ contains
     character(len=message_len(code)) :: msg
     if (len(msg) > 0) msg = f_string(fkb_last_error_c())
   end function c_message
-
-  !> Decimal digits of i, with its sign.
-  pure integer function ndigits(i) result(n)
-    integer(int64), intent(in) :: i
-    integer(int64) :: v
-    n = 1
-    if (i < 0) n = 2
-    v = abs(i / 10)
-    do while (v > 0)
-      n = n + 1
-      v = v / 10
-    end do
-  end function ndigits
-
-  function itoa(i) result(s)
-    integer(int64), intent(in) :: i
-    character(len=ndigits(i)) :: s
-    write(s, '(i0)') i
-  end function itoa
 
   ! ------------------------------------------------------------------------------------------------
   ! free functions

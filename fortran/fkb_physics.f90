@@ -56,6 +56,7 @@ module fkb_physics
   use, intrinsic :: iso_fortran_env, only: real32, real64, int64
   use, intrinsic :: ieee_arithmetic, only: ieee_is_finite
   use fkb
+  use fkb_strings, only: itoa
   implicit none
   private
 
@@ -95,26 +96,6 @@ contains
       error stop 'fkb: ' // msg
     end if
   end subroutine report
-
-  ! itoa's result has a specification-expression length, not len=: (gfortran keeps a deferred-length result's
-  ! length in a static of the caller, which threads calling fkb_physics_run at once would race on).
-  pure integer function ndigits(i) result(n)
-    integer, intent(in) :: i
-    integer :: v
-    n = 1
-    if (i < 0) n = 2
-    v = abs(i / 10)
-    do while (v > 0)
-      n = n + 1
-      v = v / 10
-    end do
-  end function ndigits
-
-  function itoa(i) result(s)
-    integer, intent(in) :: i
-    character(len=ndigits(i)) :: s
-    write(s, '(i0)') i
-  end function itoa
 
   !> `path` made relative to `base_dir` unless it is absolute or empty.
   function resolve(path, base_dir) result(p)

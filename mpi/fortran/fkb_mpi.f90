@@ -48,6 +48,7 @@ module fkb_mpi
   use fkb, only: FKB_OK, FKB_ERR_INVALID_ARGUMENT, FKB_ERR_FILE, FKB_ERR_FORMAT, FKB_ERR_UNSUPPORTED, &
                  FKB_ERR_SHAPE_MISMATCH, FKB_ERR_NON_FINITE, FKB_ERR_CUDA, FKB_ERR_MPI, FKB_ERR_OUT_OF_MEMORY, &
                  FKB_ERR_INTERNAL
+  use fkb_strings, only: c_string, c_chars, c_len, f_string, itoa
   implicit none
   private
 
@@ -192,73 +193,12 @@ module fkb_mpi
       import :: c_ptr
     end function fkb_mpi_last_error_c
 
-    pure integer(c_size_t) function strlen_c(s) bind(c, name='strlen')
-      import :: c_size_t, c_ptr
-      type(c_ptr), value :: s
-    end function strlen_c
   end interface
 
 contains
 
   ! ------------------------------------------------------------------------------------------------
   ! helpers
-
-  pure function c_string(s) result(cs)
-    character(len=*), intent(in) :: s
-    character(kind=c_char, len=len_trim(s) + 1) :: cs
-    cs = trim(s) // c_null_char
-  end function c_string
-
-  !> A NUL-terminated character array (interoperable, so c_loc may point a C `const char*` at it).
-  subroutine c_chars(s, a)
-    character(len=*), intent(in) :: s
-    character(kind=c_char), allocatable, intent(out) :: a(:)
-    integer :: i, n
-    n = len_trim(s)
-    allocate(a(n + 1))
-    do i = 1, n
-      a(i) = s(i:i)
-    end do
-    a(n + 1) = c_null_char
-  end subroutine c_chars
-
-  ! No helper returns a deferred-length (len=:) result: gfortran keeps such a result's length in a static of
-  ! the caller, which threads calling predict at once would race on (see module fkb).
-  pure integer function ndigits(i) result(n)
-    integer(int64), intent(in) :: i
-    integer(int64) :: v
-    n = 1
-    if (i < 0) n = 2
-    v = abs(i / 10)
-    do while (v > 0)
-      n = n + 1
-      v = v / 10
-    end do
-  end function ndigits
-
-  function itoa(i) result(s)
-    integer(int64), intent(in) :: i
-    character(len=ndigits(i)) :: s
-    write(s, '(i0)') i
-  end function itoa
-
-  pure integer function c_len(p) result(n)
-    type(c_ptr), intent(in) :: p
-    n = 0
-    if (c_associated(p)) n = int(strlen_c(p))
-  end function c_len
-
-  function f_string(p) result(s)
-    type(c_ptr), intent(in) :: p
-    character(len=c_len(p)) :: s
-    character(kind=c_char), pointer :: chars(:)
-    integer :: i
-    if (len(s) == 0) return
-    call c_f_pointer(p, chars, [len(s)])
-    do i = 1, len(s)
-      s(i:i) = chars(i)
-    end do
-  end function f_string
 
   !> The outcome of a call: stat (when present) and the message in `em`, or error stop when stat is absent.
   !> `em` is a plain local of the public procedure, which copies it to its optional errmsg itself: gfortran 12
