@@ -36,6 +36,8 @@ if [ "$flavour" = tensorflow ]; then
 else
   venv="${FKB_KERAS_VENV:-$root/.venv-keras}"
   packages=(keras jax h5py numpy)
+  # Keras picks its backend at import; without KERAS_BACKEND it would try TensorFlow, which this env lacks.
+  export KERAS_BACKEND=jax
   imports="import keras, jax, h5py, numpy"
 fi
 py="$venv/bin/python"

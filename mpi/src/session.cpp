@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <atomic>
 #include <chrono>
 #include <climits>
@@ -156,6 +157,10 @@ struct Session::Impl {
   std::vector<int64_t> in_features, out_features;
   std::unique_ptr<Runtime> runtime;  // leaders only
   bool nonfinite_error = false;
+  // The non-finite policy 'error' is checked here over the whole call (column numbers of the call, nothing
+  // computed before a bad column) in node-aggregate mode and whenever the runtime is on the CPU (host data);
+  // a CUDA runtime checks per chunk itself (it can refuse device pointers) and run_runtime renumbers its column.
+  bool check_here = false;
 
   SharedWindow window;
   int64_t window_cols = 0;
@@ -319,7 +324,7 @@ void Session::Impl::init(MPI_Comm user, const std::function<Model()>& get_model,
       ro.max_batch = opt.max_batch;
       ro.threads = threads;
       // Node-aggregate: each rank checks its own columns (so the error lands on the rank that owns them).
-      ro.nonfinite = mode == Mode::NodeAggregate ? "propagate" : opt.nonfinite;
+      ro.nonfinite = mode == Mode::NodeAggregate || ro.device == "cpu" ? "propagate" : opt.nonfinite;
       ro.reproducible = opt.reproducible;
       ro.nested_threads = opt.nested_threads;
       ro.verbose = false;  // one line from rank 0 instead of one per rank
@@ -333,6 +338,7 @@ void Session::Impl::init(MPI_Comm user, const std::function<Model()>& get_model,
         choice.source += std::string("; CUDA failed (") + e.what() + "), running on the CPU";
       }
       device_name = runtime->device_name();
+      if (runtime->backend_name() == "cpu") check_here = nonfinite_error;
     }
   } catch (const Error& e) {
     st = e.status();
@@ -455,7 +461,7 @@ void Session::Impl::validate(const std::vector<const T*>& x, int64_t ncol, const
     if (!x[i]) throw_error(Status::InvalidArgument, who() + "input " + std::to_string(i) + " (x) is a null pointer");
   for (size_t i = 0; i < y.size(); ++i)
     if (!y[i]) throw_error(Status::InvalidArgument, who() + "output " + std::to_string(i) + " (y) is a null pointer");
-  if (nonfinite_error && mode == Mode::NodeAggregate) {  // its runtime propagates (see init)
+  if (nonfinite_error && (mode == Mode::NodeAggregate || check_here)) {  // its runtime propagates (see init)
     for (size_t i = 0; i < x.size(); ++i) {
       const int64_t f = in_features[i];
       for (int64_t k = 0; k < ncol * f; ++k)
@@ -463,7 +469,9 @@ void Session::Impl::validate(const std::vector<const T*>& x, int64_t ncol, const
           throw_error(Status::NonFinite, who() + "non-finite input value " +
                                              std::to_string(static_cast<double>(x[i][k])) + " in column " +
                                              std::to_string(k / f) + ", feature " + std::to_string(k % f) +
-                                             " of input " + std::to_string(i) + " (non-finite policy 'error')");
+                                             " of input " + std::to_string(i) + " (counted from 0: Fortran x(" +
+                                             std::to_string(k % f + 1) + ", " + std::to_string(k / f + 1) +
+                                             "); non-finite policy 'error')");
     }
   }
 }
@@ -485,7 +493,18 @@ void Session::Impl::run_runtime(const std::vector<const T*>& x, int64_t ncol, co
     }
     if (pending > 0) throw_error(Status::Internal, "injected failure (fkb::mpi::detail::inject_leader_failures)");
     const auto t = Clock::now();
-    runtime->predict(xs, chunk, ys);
+    try {
+      runtime->predict(xs, chunk, ys);
+    } catch (const Error& e) {
+      // The runtime numbers columns within the chunk; say the call's column.
+      const std::string msg = e.what(), key = " in column ";
+      const size_t at = msg.find(key);
+      if (e.status() != Status::NonFinite || done == 0 || at == std::string::npos) throw;
+      size_t end = at + key.size();
+      while (end < msg.size() && std::isdigit(static_cast<unsigned char>(msg[end]))) ++end;
+      const int64_t col = std::stoll(msg.substr(at + key.size(), end - at - key.size())) + done;
+      throw_error(Status::NonFinite, msg.substr(0, at + key.size()) + std::to_string(col) + msg.substr(end));
+    }
     const double w = since(t);
     // The backend's last call's transfer times: with overlapping calls (per-rank mode, several threads) they
     // may be another call's, so h2d/d2h are then approximate (on the CPU both are 0 and compute is exact).

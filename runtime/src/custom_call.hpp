@@ -41,6 +41,7 @@ private:
   std::vector<Array> weights_;
   CustomLayerInfo info_;
   std::shared_ptr<void> state_;
+  std::shared_ptr<std::recursive_mutex> serial_;  ///< shared by the plans of one implementation (not thread_safe)
 };
 
 /// Collects the first error raised by custom layers inside a parallel region, rethrown after it.

@@ -24,10 +24,20 @@ Registry& registry() {
   return *r;
 }
 
-// Calls of layers that are not thread-safe (C and Fortran callbacks) run one at a time, process-wide.
-std::mutex& serial_mutex() {
-  static std::mutex* m = new std::mutex;
-  return *m;
+// Calls of a layer implementation that is not thread-safe (C and Fortran callbacks) run one at a time: one lock
+// per registered implementation, recursive, so that a callback may itself call predict on a model using the same
+// or another custom layer (a process-wide lock deadlocked there).
+std::shared_ptr<std::recursive_mutex> serial_mutex_for(const CustomLayer* impl) {
+  static std::mutex* mu = new std::mutex;
+  static auto* locks = new std::map<const CustomLayer*, std::weak_ptr<std::recursive_mutex>>;
+  std::lock_guard<std::mutex> lock(*mu);
+  auto& slot = (*locks)[impl];
+  std::shared_ptr<std::recursive_mutex> m = slot.lock();
+  if (!m) {
+    m = std::make_shared<std::recursive_mutex>();
+    slot = m;
+  }
+  return m;
 }
 
 std::string bare(const std::string& name) {
@@ -127,6 +137,7 @@ std::shared_ptr<const CustomCall> CustomCall::make(const Model& model, const Nod
                                          "fkb::register_custom_layer or fkb_register_layer before compiling)");
   std::shared_ptr<CustomCall> c(new CustomCall);
   c->impl_ = impl;
+  if (!impl->thread_safe) c->serial_ = serial_mutex_for(impl.get());
   c->info_ = make_custom_layer_info(model, node);
   // Own copies of the weights: the plan must not depend on the Model it was compiled from.
   c->weights_.reserve(c->info_.weights.size());
@@ -151,7 +162,7 @@ std::exception_ptr CustomCall::run_cpu(const float* const* inputs, int64_t ncol,
       if (impl_->thread_safe) {
         impl_->cpu(info_, inputs, ncol, output);
       } else {
-        std::lock_guard<std::mutex> lock(serial_mutex());
+        std::lock_guard<std::recursive_mutex> lock(*serial_);
         impl_->cpu(info_, inputs, ncol, output);
       }
       return nullptr;

@@ -82,7 +82,8 @@ struct Runtime::Impl {
             throw_error(Status::NonFinite,
                         "non-finite input value " + std::to_string(static_cast<double>(p[c * f + j])) + " in column " +
                             std::to_string(col0 + c) + ", feature " + std::to_string(j) + " of input " +
-                            std::to_string(i) + " (non-finite policy 'error')");
+                            std::to_string(i) + " (counted from 0: Fortran x(" + std::to_string(j + 1) + ", " +
+                            std::to_string(col0 + c + 1) + "); non-finite policy 'error')");
         }
       }
     }
@@ -107,10 +108,11 @@ struct Runtime::Impl {
     if (!plan->concurrent_runs()) turn.lock();
     io.input_dtype = dtype;
     io.output_dtype = dtype;
+    // The whole call is checked before any chunk runs: an error leaves the outputs untouched.
+    if (nonfinite == NonFinitePolicy::Error) check_finite(x, nx, 0, ncol);
     int64_t done = 0;
     while (done < ncol) {
       const int64_t chunk = std::min(ncol - done, plan->max_batch());
-      if (nonfinite == NonFinitePolicy::Error) check_finite(x, nx, done, chunk);
       for (size_t i = 0; i < nx; ++i) io.inputs[i] = x[i] + done * model.input_size(static_cast<int>(i));
       for (size_t i = 0; i < ny; ++i) io.outputs[i] = y[i] + done * model.output_size(static_cast<int>(i));
       plan->run(io, chunk);

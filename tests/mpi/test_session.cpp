@@ -276,11 +276,31 @@ TEST_P(ModeTest, NonFiniteInputUnderErrorPolicyIsThatRanksError) {
       ADD_FAILURE() << "NaN input accepted under policy 'error'";
     } catch (const Error& e) {
       EXPECT_EQ(e.status(), Status::NonFinite) << e.what();
-      EXPECT_NE(std::string(e.what()).find("column 4"), std::string::npos) << "local column index: " << e.what();
+      EXPECT_NE(std::string(e.what()).find("column 4,"), std::string::npos) << "local column index: " << e.what();
     }
   } else {
     EXPECT_NO_THROW(s.predict(x, 6, y.data()));
     EXPECT_TRUE(bitwise_equal(y.data(), expect.data(), 6 * nout));
+  }
+  // max_batch 2: the rank's 6 columns run in 3 chunks; the message still names the call's column 4 (not the
+  // chunk's column 0), and nothing is written to y.
+  o.max_batch = 2;
+  Session chunked(MPI_COMM_WORLD, path, o);
+  if (rank == bad_rank) {
+    std::fill(y.begin(), y.end(), 7.0f);
+    try {
+      chunked.predict(x, 6, y.data());
+      ADD_FAILURE() << "NaN input accepted under policy 'error' (max_batch 2)";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.status(), Status::NonFinite) << e.what();
+      EXPECT_NE(std::string(e.what()).find("column 4,"), std::string::npos) << "call's column index: " << e.what();
+    }
+    if (!aggregate(mode))
+      for (float v : y) EXPECT_EQ(v, 7.0f) << "outputs written before the non-finite check failed";
+  } else {
+    const auto expect2 = expected_for_rank(mode, model, gx, contributing, rank, 2);
+    EXPECT_NO_THROW(chunked.predict(x, 6, y.data()));
+    EXPECT_TRUE(bitwise_equal(y.data(), expect2.data(), 6 * nout));
   }
 }
 

@@ -7,6 +7,9 @@
 #include <omp.h>
 
 #include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -222,6 +225,59 @@ TEST(SharedModelThreads, NoOversubscriptionInsideCallersParallelRegion) {
   }
   EXPECT_EQ(callers, 2) << "calls inside the caller's parallel region differ from the serial result";
   EXPECT_EQ(deepest.load(), 1) << "a call inside the caller's parallel region opened a nested OpenMP region";
+}
+
+// A custom layer that is not thread-safe (as every C and Fortran callback) may itself call predict, on a model
+// using the same layer class: its lock is per implementation and recursive (a process-wide lock deadlocked).
+TEST(SharedModelThreads, SerializedCustomLayerMayCallPredict) {
+  static fkb::Runtime* inner = nullptr;
+  static thread_local int depth = 0;
+  fkb::CustomLayer st;
+  st.thread_safe = false;
+  st.output_shape = [](const std::vector<fkb::Shape>& in, const std::string&) { return in.at(0); };
+  st.cpu = [](const fkb::CustomLayerInfo& l, const float* const* x, int64_t ncol, float* y) {
+    for (int64_t i = 0; i < ncol * l.input_sizes[0]; ++i) y[i] = 1.5f * std::tanh(x[0][i]);
+    if (inner && depth == 0) {
+      ++depth;
+      std::vector<float> xi(static_cast<size_t>(3 * inner->n_inputs()), 0.25f), yi(3 * inner->n_outputs());
+      inner->predict(xi.data(), 3, yi.data());
+      --depth;
+    }
+  };
+  fkb::register_custom_layer("ScaledTanh", st);
+  struct Unregister {
+    ~Unregister() {
+      inner = nullptr;
+      fkb::unregister_custom_layer("ScaledTanh");
+    }
+  } unregister;
+  fkb::Model m = fkb::Model::load(fixture_path("k3_custom.keras"));
+  fkb::Runtime outer(m, cpu_options(1, 4096)), nested(m, cpu_options(1, 4096));
+  const int64_t ncol = 40, nin = outer.n_inputs(), nout = outer.n_outputs();
+  std::vector<float> x(static_cast<size_t>(ncol * nin)), plain(static_cast<size_t>(ncol * nout)), y(plain.size());
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::cos(0.1f * static_cast<float>(i));
+  outer.predict(x.data(), ncol, plain.data());
+  inner = &nested;
+  std::atomic<bool> done{false};
+  std::thread watchdog([&] {  // a deadlock would hang the test binary: fail it instead
+    for (int i = 0; i < 600 && !done.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    if (!done.load()) {
+      std::fprintf(stderr, "SerializedCustomLayerMayCallPredict: deadlock (a layer callback calling predict)\n");
+      std::_Exit(1);
+    }
+  });
+  std::vector<std::thread> callers;
+  std::atomic<int> bad{0};
+  for (int t = 0; t < 3; ++t)
+    callers.emplace_back([&] {
+      std::vector<float> yy(plain.size());
+      outer.predict(x.data(), ncol, yy.data());
+      if (yy != plain) ++bad;
+    });
+  for (auto& th : callers) th.join();
+  done = true;
+  watchdog.join();
+  EXPECT_EQ(bad.load(), 0);
 }
 
 TEST(SharedModelThreads, EnsembleFromStdThreadsAndOpenMP) {

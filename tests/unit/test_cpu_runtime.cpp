@@ -166,9 +166,11 @@ TEST(CpuRuntime, NonFinitePolicy) {
     RuntimeOptions o = cpu_opts(1, 4);  // chunks of 4: column 5 is in the second chunk
     o.nonfinite = "error";
     Runtime rt(net.m, o);
-    std::vector<float> y(ncol * 7);
+    std::vector<float> y(ncol * 7, 7.0f);
     Error e = expect_error([&] { rt.predict(x.data(), ncol, y.data()); });
     EXPECT_EQ(e.status(), Status::NonFinite);
+    for (float v : y) EXPECT_EQ(v, 7.0f) << "the first chunk was written before the check of the second failed";
+    EXPECT_NE(std::string(e.what()).find("Fortran x(4, 6)"), std::string::npos) << e.what();
     const std::string msg = e.what();
     EXPECT_NE(msg.find("column 5"), std::string::npos) << msg;
     EXPECT_NE(msg.find("input 0"), std::string::npos) << msg;

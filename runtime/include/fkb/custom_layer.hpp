@@ -24,7 +24,8 @@
 //
 // Execution: functions are called on blocks of columns (`ncol` <= the plan's block or chunk size), with data
 // in FKB's layout: input i is row-major [ncol][input_sizes[i]] float32, the output [ncol][output_size].
-// Without `thread_safe`, calls are serialized (one at a time per layer class); with it, the CPU backend may
+// Without `thread_safe`, calls are serialized (one at a time per registered implementation; a callback may call
+// predict itself, on any model); with it, the CPU backend may
 // call `cpu` from several threads at once on different blocks. The functions must not throw across a C
 // boundary; exceptions they throw are reported by predict() with the layer's name.
 // CUDA: `cuda` (optional) receives device pointers and the plan's stream and must only enqueue work on that
