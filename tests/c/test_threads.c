@@ -158,14 +158,14 @@ static void model_tests(const char* dir) {
 #pragma omp parallel for schedule(static, 1) reduction(+ : wrong)
   for (int c = 0; c < 400; ++c) {
     if (c % 2) {
-      const int s = fkb_predict_f64(m, x, -c, yp + (int64_t)(c % 37) * nout);
+      const int s = fkb_predict_f64(m, x, -c, yp + (int64_t)c * nout);
       char expect[64];
       snprintf(expect, sizeof expect, "got %d", -c);
       const char* msg = fkb_last_error();
       const size_t lm = strlen(msg), le = strlen(expect);
       wrong += s != FKB_ERR_INVALID_ARGUMENT || lm < le || strcmp(msg + lm - le, expect) != 0;
     } else {
-      const int s = fkb_predict_f64(m, x, 1, yp + (int64_t)(c % 37) * nout);
+      const int s = fkb_predict_f64(m, x, 1, yp + (int64_t)c * nout); /* its own slot: no two threads write one */
       wrong += s != FKB_OK || fkb_last_error()[0] != '\0';
     }
   }
