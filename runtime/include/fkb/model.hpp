@@ -114,10 +114,30 @@ struct ModelInfo {
 };
 
 /// A loaded model. Value type: copying copies the weights.
+/// Limits the loader enforces on every file it reads (README "Loading policy: what FKB refuses"). A model file is
+/// untrusted input: the limits keep a crafted file from exhausting memory or time before FKB refuses it. The
+/// defaults are far above any real Keras model; 0 means "the default" (or the environment variable, where one is
+/// named). A file over a limit is refused with fkb::Error (Status::FormatError) naming the file, the object and
+/// the limit.
+struct LoadLimits {
+  /// Sum of all weights of one model, in bytes as float32 (4 bytes per value). Default 16 GiB, or the
+  /// environment variable FKB_MAX_WEIGHT_BYTES (a byte count; suffixes K, M, G, T are powers of 1024).
+  uint64_t max_weight_bytes = 0;
+  /// One JSON or YAML document (model config, config.json, metadata.json, weights-only config, ensemble YAML),
+  /// in bytes. Default 64 MiB, or FKB_MAX_CONFIG_BYTES.
+  uint64_t max_config_bytes = 0;
+  /// Nesting depth of a JSON/YAML document ({"a": [ ... ]} is 2). Default 512.
+  int max_config_depth = 0;
+  /// Values in a JSON/YAML document after YAML aliases are expanded (the "billion laughs" pattern). Default
+  /// 10 000 000.
+  uint64_t max_config_values = 0;
+};
+
 class Model {
  public:
   struct LoadOptions {
     std::string config_path;  ///< architecture JSON/YAML for weights-only files
+    LoadLimits limits;        ///< what the loader refuses (defaults: see LoadLimits)
   };
 
   /// Load a Keras file (.h5 legacy, .keras zip, or weights-only .h5 with options.config_path).

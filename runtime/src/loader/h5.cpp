@@ -169,7 +169,7 @@ std::vector<std::string> children(hid_t loc, const std::string& path) {
   return out;
 }
 
-Array read_array(hid_t loc, const std::string& path, const std::string& where) {
+Array read_array(hid_t loc, const std::string& path, const std::string& where, loader::WeightBudget& budget) {
   if (!exists(loc, path)) throw_error(Status::FormatError, where + ": weight dataset '" + path + "' is missing");
   Handle d(H5Dopen2(loc, path.c_str(), H5P_DEFAULT), Handle::Kind::Dataset);
   if (!d.valid()) throw_error(Status::FormatError, where + ": weight '" + path + "' is not a readable dataset");
@@ -188,6 +188,7 @@ Array read_array(hid_t loc, const std::string& path, const std::string& where) {
   H5T_class_t cls = H5Tget_class(type.get());
   if (cls != H5T_FLOAT && cls != H5T_INTEGER)
     throw_error(Status::FormatError, where + ": weight '" + path + "' is not numeric");
+  budget.take(static_cast<uint64_t>(n) * sizeof(float), "weight '" + path + "' of " + where);
   a.data.resize(static_cast<size_t>(n));
   if (n > 0 && H5Dread(d.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, a.data.data()) < 0)
     throw_error(Status::FormatError,

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "fkb/model.hpp"
+#include "loader/limits.hpp"
 
 namespace fkb::h5 {
 
@@ -76,7 +77,7 @@ std::vector<std::string> attr_strings(hid_t loc, const std::string& name, const 
 std::vector<std::string> children(hid_t loc, const std::string& path);
 /// Read a dataset as float32 (HDF5 converts from float16/float64/int). Throws FormatError on failure,
 /// naming the dataset and `where`.
-Array read_array(hid_t loc, const std::string& path, const std::string& where);
+Array read_array(hid_t loc, const std::string& path, const std::string& where, loader::WeightBudget& budget);
 
 // ---- writing ---------------------------------------------------------------------------------------------------
 /// A new in-memory HDF5 file (core driver, no backing store); take its bytes with file_image().

@@ -305,7 +305,7 @@ LayerSpec parse_layer(const json& layer, const std::string& where) {
 
 }  // namespace
 
-json parse_config_text(const std::string& text, const std::string& where, bool yaml) {
+json parse_config_text(const std::string& text, const std::string& where, bool yaml, const loader::Limits& /*limits*/) {
   if (yaml) {
     try {
       return yaml_to_json(YAML::Load(text));

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fkb/model.hpp"
+#include "loader/limits.hpp"
 
 namespace fkb::keras {
 
@@ -35,7 +36,9 @@ struct LayerSpec {
 LayerSpec parse_model_config(const json& doc, const std::string& where);
 
 /// Parse JSON or YAML text (YAML is converted node by node). Throws FormatError naming `where`.
-json parse_config_text(const std::string& text, const std::string& where, bool yaml);
+/// Enforces `limits` (document size, nesting depth, values after YAML alias expansion) with a message naming the
+/// limit.
+json parse_config_text(const std::string& text, const std::string& where, bool yaml, const loader::Limits& limits);
 
 /// Role and trainability of a leaf layer's own variables, in the order Keras creates them.
 struct VarSpec {

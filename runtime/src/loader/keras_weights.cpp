@@ -81,7 +81,8 @@ void clear_weights(LayerSpec& l) {
 
 }  // namespace
 
-void read_legacy_weights(hid_t group, const std::string& where, LayerSpec& model, int keras_major) {
+void read_legacy_weights(hid_t group, const std::string& where, LayerSpec& model, int keras_major,
+                         loader::WeightBudget& budget) {
   clear_weights(model);
   for (auto& child : model.layers) {
     if (child.cls == "InputLayer") continue;
@@ -94,7 +95,7 @@ void read_legacy_weights(hid_t group, const std::string& where, LayerSpec& model
       if (!g.valid()) throw_error(Status::FormatError, lw + ": weights group cannot be opened");
       if (attr_empty(g.get(), "weight_names")) continue;  // h5py writes an empty list as a 0-length float array
       for (const auto& name : h5::attr_strings(g.get(), "weight_names", lw)) {
-        child.weights.push_back(h5::read_array(g.get(), name, lw));
+        child.weights.push_back(h5::read_array(g.get(), name, lw, budget));
         child.weight_names.push_back(name);
       }
       continue;
@@ -125,14 +126,14 @@ void read_legacy_weights(hid_t group, const std::string& where, LayerSpec& model
         throw_error(Status::FormatError, lw + ": weight " + std::to_string(i) + " is '" + names[i] +
                                              "' but the config implies '" + slots[i].var.role + "' (" +
                                              join(expected) + ")");
-      slots[i].layer->weights.push_back(h5::read_array(g.get(), names[i], lw));
+      slots[i].layer->weights.push_back(h5::read_array(g.get(), names[i], lw, budget));
       slots[i].layer->weight_names.push_back(names[i]);
     }
   }
 }
 
 void read_keras3_weights(hid_t file, const std::string& base, const std::string& where, LayerSpec& model,
-                         int keras_major) {
+                         int keras_major, loader::WeightBudget& budget) {
   if (base.empty()) clear_weights(model);
   std::map<std::string, int> used;
   for (auto& child : model.layers) {
@@ -148,7 +149,7 @@ void read_keras3_weights(hid_t file, const std::string& base, const std::string&
     }
     const std::string path = (base.empty() ? "" : base + "/") + "layers/" + name;
     if (child.is_model) {
-      read_keras3_weights(file, path, where, child, keras_major);
+      read_keras3_weights(file, path, where, child, keras_major, budget);
       continue;
     }
     const std::string lw = where + ": layer '" + child.name + "' (" + child.cls + ")";
@@ -157,7 +158,7 @@ void read_keras3_weights(hid_t file, const std::string& base, const std::string&
       for (size_t i = 0;; ++i) {
         const std::string vpath = path + "/vars/" + std::to_string(i);
         if (!h5::exists(file, vpath)) break;
-        child.weights.push_back(h5::read_array(file, vpath, lw));
+        child.weights.push_back(h5::read_array(file, vpath, lw, budget));
         child.weight_names.push_back(vpath);
       }
       continue;
@@ -168,7 +169,7 @@ void read_keras3_weights(hid_t file, const std::string& base, const std::string&
       if (!h5::exists(file, vpath))
         throw_error(Status::FormatError, lw + ": weight '" + vars[i].role + "' is missing (expected dataset '" +
                                              vpath + "')");
-      child.weights.push_back(h5::read_array(file, vpath, lw));
+      child.weights.push_back(h5::read_array(file, vpath, lw, budget));
       child.weight_names.push_back(vpath);
     }
     if (h5::exists(file, path + "/vars/" + std::to_string(vars.size())))
