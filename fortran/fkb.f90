@@ -56,9 +56,9 @@ module fkb
 
   public :: fkb_model, fkb_version, fkb_status_name
   public :: fkb_ensemble, fkb_register_layer, fkb_unregister_layer, fkb_layer_fn
-  !> The real kinds of iso_fortran_env, so that `use fkb` alone declares real(real64) arrays as the examples
-  !> do (the same entities as iso_fortran_env's: using both modules is fine).
-  public :: real32, real64
+  !> The kinds of iso_fortran_env, so that `use fkb` alone declares real(real64) arrays as the examples
+  !> do and passes integer(int64) options (the same entities as iso_fortran_env's: using both modules is fine).
+  public :: real32, real64, int64
 
   !> Status codes (fkb.h / fkb::Status).
   integer, parameter, public :: FKB_OK = 0
@@ -203,6 +203,7 @@ module fkb
     integer(c_int32_t) :: threads
     type(c_ptr) :: config_path, nonfinite
     integer(c_int32_t) :: reproducible, verbose, nested_threads
+    integer(c_int64_t) :: max_weight_bytes
   end type fkb_options_c
 
   interface
@@ -346,9 +347,11 @@ contains
   !>   reproducible    a column's output is bitwise independent of the batch size and its position in the
   !>                   batch (default .false.)
   !>   nested_threads  CPU threads one predict uses inside the caller's OpenMP parallel region (default 1)
+  !>   max_weight_bytes  integer(int64): the largest sum of weights (bytes, float32) the loader accepts
+  !>                   (default 0 = FKB_MAX_WEIGHT_BYTES when set, else 16 GiB; README "Loading policy")
   !> A model with several input or output tensors is refused: stat = FKB_ERR_UNSUPPORTED.
   subroutine model_load(self, path, device, precision, max_batch, threads, config, stat, errmsg, verbose, &
-                        nonfinite, reproducible, nested_threads)
+                        nonfinite, reproducible, nested_threads, max_weight_bytes)
     class(fkb_model), intent(inout) :: self
     character(len=*), intent(in) :: path
     character(len=*), intent(in), optional :: device, precision, config
@@ -358,6 +361,7 @@ contains
     logical, intent(in), optional :: verbose, reproducible
     character(len=*), intent(in), optional :: nonfinite
     integer, intent(in), optional :: nested_threads
+    integer(int64), intent(in), optional :: max_weight_bytes
     character(kind=c_char), allocatable, target :: c_device(:), c_precision(:), c_config(:), c_nonfinite(:)
     type(fkb_options_c) :: o
     integer(c_int64_t) :: n, nx, ny
@@ -388,6 +392,7 @@ contains
     if (present(verbose)) o%verbose = merge(1_c_int32_t, 0_c_int32_t, verbose)
     if (present(reproducible)) o%reproducible = merge(1_c_int32_t, 0_c_int32_t, reproducible)
     if (present(nested_threads)) o%nested_threads = int(nested_threads, c_int32_t)
+    if (present(max_weight_bytes)) o%max_weight_bytes = int(max_weight_bytes, c_int64_t)
     if (present(nested_threads)) then
       if (nested_threads < 1) then  ! the C API reads 0 as the default; here 0 is a mistake worth naming
         msg = 'fkb_model%load: nested_threads must be >= 1, got ' // itoa(int(nested_threads, int64))

@@ -6,7 +6,7 @@
 !>   MODE verbose: the same loads with verbose on; the CTest requires each notice.
 !> SMALL/CBRAIN: fixtures exported by fkb_fixture_export (Keras' own outputs); ENSEMBLE: the ensemble export.
 program test_options
-  use fkb          ! alone: real32 / real64 below come from module fkb (no iso_fortran_env here)
+  use fkb          ! alone: real32 / real64 / int64 below come from module fkb (no iso_fortran_env here)
   use fkb_physics, only: fkb_physics_init, fkb_physics_run, fkb_physics_finalize
   use fkb_test_util
   use, intrinsic :: ieee_arithmetic, only: ieee_value, ieee_quiet_nan
@@ -98,6 +98,13 @@ contains
     call net%load(small%model, device='cpu', nested_threads=0, verbose=verbose, stat=stat, errmsg=errmsg)
     call check(stat == FKB_ERR_INVALID_ARGUMENT .and. contains_text(errmsg, 'nested_threads') .and. &
                .not. net%is_loaded(), 'nested_threads = 0 refused: ' // errmsg)
+
+    ! max_weight_bytes (README "Loading policy"): a model over the limit is refused before its weights are read.
+    call net%load(small%model, device='cpu', max_weight_bytes=16_int64, verbose=verbose, stat=stat, errmsg=errmsg)
+    call check(stat == FKB_ERR_FORMAT .and. contains_text(errmsg, 'over the limit of 16 bytes') .and. &
+               .not. net%is_loaded(), 'max_weight_bytes = 16 refuses the model: ' // errmsg)
+    call net%load(small%model, device='cpu', max_weight_bytes=2_int64**30, verbose=verbose, stat=stat, errmsg=errmsg)
+    call check(stat == FKB_OK .and. net%is_loaded(), 'max_weight_bytes = 1 GiB accepted: ' // errmsg)
     call net%free()
   end subroutine model_options
 

@@ -336,3 +336,38 @@ TEST(CApi, LoadExAndNullOptionsUseDefaults) {
   ASSERT_NE(m, nullptr);
   fkb_free(m);
 }
+
+// fkb_options.max_weight_bytes (README "Loading policy"): over the limit the load is refused before any weight is
+// allocated, with the limit in the message; the option wins over FKB_MAX_WEIGHT_BYTES; < 0 is invalid.
+TEST(CApi, MaxWeightBytesLimitsTheLoad) {
+  const std::string path = model_file("k3_dense_chain_keras");
+  fkb_model_t m = load_cpu(path);
+  ASSERT_NE(m, nullptr);
+  int64_t nin = 0;
+  ASSERT_EQ(fkb_n_inputs(m, &nin), FKB_OK);
+  fkb_free(m);
+
+  fkb_options o = quiet_cpu();
+  o.max_weight_bytes = 100;
+  EXPECT_EQ(load_with(path, o, &m), FKB_ERR_FORMAT);
+  EXPECT_EQ(m, nullptr);
+  EXPECT_NE(last_error().find("over the limit of 100 bytes"), std::string::npos) << last_error();
+  EXPECT_NE(last_error().find(path), std::string::npos) << last_error();
+
+  o.max_weight_bytes = -1;
+  EXPECT_EQ(load_with(path, o, &m), FKB_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(last_error().find("max_weight_bytes"), std::string::npos) << last_error();
+
+  ::setenv("FKB_MAX_WEIGHT_BYTES", "100", 1);
+  o.max_weight_bytes = 0;
+  EXPECT_EQ(load_with(path, o, &m), FKB_ERR_FORMAT);
+  EXPECT_NE(last_error().find("over the limit of 100 bytes"), std::string::npos) << last_error();
+  o.max_weight_bytes = int64_t{1} << 30;  // the option wins over the environment
+  EXPECT_EQ(load_with(path, o, &m), FKB_OK) << last_error();
+  fkb_free(m);
+  ::setenv("FKB_MAX_WEIGHT_BYTES", "lots", 1);
+  o.max_weight_bytes = 0;
+  EXPECT_EQ(load_with(path, o, &m), FKB_ERR_INVALID_ARGUMENT);
+  EXPECT_NE(last_error().find("FKB_MAX_WEIGHT_BYTES='lots' is not a byte count"), std::string::npos) << last_error();
+  ::unsetenv("FKB_MAX_WEIGHT_BYTES");
+}

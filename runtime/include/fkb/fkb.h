@@ -71,6 +71,10 @@ typedef struct fkb_options {
   int32_t verbose;         /* nonzero (default): print the one-line device notice at load */
   int32_t nested_threads;  /* CPU threads one predict call uses inside the caller's OpenMP parallel region or
                               while other FKB calls run concurrently; default 1 (no oversubscription); >= 1 */
+  int64_t max_weight_bytes; /* the largest sum of the model's weights (bytes, as float32) the loader accepts before
+                               allocating; 0 = default: FKB_MAX_WEIGHT_BYTES when set, else 16 GiB (README "Loading
+                               policy"). A larger model is refused with FKB_ERR_FORMAT naming the limit; < 0 is
+                               FKB_ERR_INVALID_ARGUMENT */
 } fkb_options;
 
 /* Fill *options with the defaults. Returns FKB_ERR_INVALID_ARGUMENT if options is NULL. */

@@ -84,6 +84,9 @@ fkb_model_t load_impl(const char* path, const fkb_options& o) {
   fkb::Model::LoadOptions lo;
   if (o.config_path)
     lo.config_path = o.config_path;
+  if (o.max_weight_bytes < 0)
+    invalid("fkb_load: max_weight_bytes must be >= 0 (0 = default), got " + std::to_string(o.max_weight_bytes));
+  lo.limits.max_weight_bytes = static_cast<uint64_t>(o.max_weight_bytes);
   auto h = std::make_unique<fkb_model_s>();
   h->model = fkb::Model::load(path, lo);
   h->runtime = std::make_unique<fkb::Runtime>(h->model, ro);
@@ -135,6 +138,7 @@ int fkb_options_init(fkb_options* options) {
     options->reproducible = 0;
     options->verbose = 1;
     options->nested_threads = 1;
+    options->max_weight_bytes = 0;
   });
 }
 

@@ -2,12 +2,14 @@
 
 #include <sys/stat.h>
 
+#include <cctype>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 #include "fkb/error.hpp"
 
@@ -21,19 +23,17 @@ uint64_t env_bytes(const char* name, uint64_t fallback) {
   if (!v || !*v) return fallback;
   char* end = nullptr;
   errno = 0;
-  const unsigned long long n = std::strtoull(v, &end, 10);
-  uint64_t scale = 1;
-  if (end && *end) {
-    switch (*end) {
-      case 'k': case 'K': scale = uint64_t{1} << 10; break;
-      case 'm': case 'M': scale = uint64_t{1} << 20; break;
-      case 'g': case 'G': scale = uint64_t{1} << 30; break;
-      case 't': case 'T': scale = uint64_t{1} << 40; break;
-      default: scale = 0;
-    }
-    if (scale && end[1] != '\0' && !((end[1] == 'i' || end[1] == 'B') && (end[2] == '\0' || end[2] == 'B'))) scale = 0;
+  const bool digits = *v >= '0' && *v <= '9';  // strtoull would take "-5" and " 5"
+  const unsigned long long n = digits ? std::strtoull(v, &end, 10) : 0;
+  const std::string suffix = digits ? end : "";
+  uint64_t scale = 0;
+  if (suffix.empty()) scale = 1;
+  for (const auto& [letter, shift] : {std::pair<char, int>{'K', 10}, {'M', 20}, {'G', 30}, {'T', 40}}) {
+    for (const std::string tail : {"", "B", "iB"})
+      if (!suffix.empty() && std::toupper(static_cast<unsigned char>(suffix[0])) == letter && suffix.substr(1) == tail)
+        scale = uint64_t{1} << shift;
   }
-  if (end == v || errno == ERANGE || scale == 0 || n == 0 || n > UINT64_MAX / scale)
+  if (!digits || errno == ERANGE || scale == 0 || n == 0 || n > UINT64_MAX / scale)
     throw_error(Status::InvalidArgument, std::string("environment variable ") + name + "='" + v +
                                              "' is not a byte count (a positive integer, optionally followed by "
                                              "K, M, G or T for powers of 1024, e.g. 16G)");
