@@ -73,6 +73,26 @@ bool has_custom(const LayerSpec& l) {
   return false;
 }
 
+// What the config fixes about a variable's shape, checked before the weight is read: a Dense/Conv1D kernel ends in
+// `units`/`filters` (Keras: kernel (input_dim, units) / (kernel_size, in_channels, filters)), its bias is (units,).
+// Other layers' shapes depend on their inputs and are checked when the graph is built.
+const h5::ShapeRule* shape_rule(const LayerSpec& l, const std::string& role, h5::ShapeRule* out) {
+  if ((l.cls != "Dense" && l.cls != "Conv1D") || (role != "kernel" && role != "bias")) return nullptr;
+  const char* key = l.cls == "Dense" ? "units" : "filters";
+  auto it = l.config.find(key);
+  if (it == l.config.end() || !it->is_number_integer() || it->get<int64_t>() < 0) return nullptr;
+  out->last_dim = it->get<int64_t>();
+  out->rank = role == "bias" ? 1 : (l.cls == "Dense" ? 2 : 3);
+  out->why = std::string(key) + "=" + std::to_string(out->last_dim) + " in the config";
+  return out;
+}
+
+Array read_weight(hid_t loc, const std::string& path, const std::string& where, loader::WeightBudget& budget,
+                  const LayerSpec& l, const std::string& role) {
+  h5::ShapeRule r;
+  return h5::read_array(loc, path, where, budget, shape_rule(l, role, &r));
+}
+
 void clear_weights(LayerSpec& l) {
   l.weights.clear();
   l.weight_names.clear();
@@ -89,10 +109,10 @@ void read_legacy_weights(hid_t group, const std::string& where, LayerSpec& model
     if (is_registered_custom(child)) {
       // A registered custom layer: FKB cannot know its variables from the config, so it takes every weight
       // the file lists for it, in the file's order.
-      if (!h5::is_group(group, child.name)) continue;
       const std::string lw = where + ": layer '" + child.name + "' (" + child.cls + ")";
-      h5::Handle g(H5Gopen2(group, child.name.c_str(), H5P_DEFAULT), h5::Handle::Kind::Group);
-      if (!g.valid()) throw_error(Status::FormatError, lw + ": weights group cannot be opened");
+      const std::string gwhat = "weights group '" + child.name + "'";
+      if (!h5::is_group(group, child.name, lw, gwhat)) continue;
+      h5::Handle g = h5::open_group(group, child.name, lw, gwhat);
       if (attr_empty(g.get(), "weight_names")) continue;  // h5py writes an empty list as a 0-length float array
       for (const auto& name : h5::attr_strings(g.get(), "weight_names", lw)) {
         child.weights.push_back(h5::read_array(g.get(), name, lw, budget));
@@ -106,10 +126,10 @@ void read_legacy_weights(hid_t group, const std::string& where, LayerSpec& model
     if (slots.empty()) continue;
 
     const std::string lw = where + ": layer '" + child.name + "' (" + child.cls + ")";
-    if (!h5::is_group(group, child.name))
+    const std::string gwhat = "weights group '" + child.name + "'";
+    if (!h5::is_group(group, child.name, lw, gwhat))
       throw_error(Status::FormatError, lw + ": the file has no weights group '" + child.name + "'");
-    h5::Handle g(H5Gopen2(group, child.name.c_str(), H5P_DEFAULT), h5::Handle::Kind::Group);
-    if (!g.valid()) throw_error(Status::FormatError, lw + ": weights group cannot be opened");
+    h5::Handle g = h5::open_group(group, child.name, lw, gwhat);
     const auto names = h5::attr_strings(g.get(), "weight_names", lw);
     std::vector<std::string> expected;
     for (const auto& s : slots) expected.push_back(s.var.role);
@@ -126,7 +146,11 @@ void read_legacy_weights(hid_t group, const std::string& where, LayerSpec& model
         throw_error(Status::FormatError, lw + ": weight " + std::to_string(i) + " is '" + names[i] +
                                              "' but the config implies '" + slots[i].var.role + "' (" +
                                              join(expected) + ")");
-      slots[i].layer->weights.push_back(h5::read_array(g.get(), names[i], lw, budget));
+      // A weight of a nested model's layer: messages name the layer it belongs to.
+      const std::string vw = slots[i].layer == &child
+                                 ? lw
+                                 : lw + ": layer '" + slots[i].layer->name + "' (" + slots[i].layer->cls + ")";
+      slots[i].layer->weights.push_back(read_weight(g.get(), names[i], vw, budget, *slots[i].layer, role));
       slots[i].layer->weight_names.push_back(names[i]);
     }
   }
@@ -157,7 +181,7 @@ void read_keras3_weights(hid_t file, const std::string& base, const std::string&
       // A registered custom layer takes every variable the file holds for it: vars/0, vars/1, ...
       for (size_t i = 0;; ++i) {
         const std::string vpath = path + "/vars/" + std::to_string(i);
-        if (!h5::exists(file, vpath)) break;
+        if (!h5::exists(file, vpath, lw, "weight '" + vpath + "'")) break;
         child.weights.push_back(h5::read_array(file, vpath, lw, budget));
         child.weight_names.push_back(vpath);
       }
@@ -166,13 +190,14 @@ void read_keras3_weights(hid_t file, const std::string& base, const std::string&
     const auto vars = own_variables(child, keras_major);
     for (size_t i = 0; i < vars.size(); ++i) {
       const std::string vpath = path + "/vars/" + std::to_string(i);
-      if (!h5::exists(file, vpath))
+      if (!h5::exists(file, vpath, lw, "weight '" + vpath + "'"))
         throw_error(Status::FormatError, lw + ": weight '" + vars[i].role + "' is missing (expected dataset '" +
                                              vpath + "')");
-      child.weights.push_back(h5::read_array(file, vpath, lw, budget));
+      child.weights.push_back(read_weight(file, vpath, lw, budget, child, vars[i].role));
       child.weight_names.push_back(vpath);
     }
-    if (h5::exists(file, path + "/vars/" + std::to_string(vars.size())))
+    const std::string extra = path + "/vars/" + std::to_string(vars.size());
+    if (h5::exists(file, extra, lw, "weight '" + extra + "'"))
       throw_error(Status::FormatError, lw + ": the file holds more weights under '" + path +
                                            "/vars' than the config implies (" + std::to_string(vars.size()) + ")");
   }

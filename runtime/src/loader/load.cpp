@@ -91,11 +91,12 @@ Model load_h5_file(const h5::File& f, const std::string& path, const Model::Load
 
   const bool full = h5::has_attr(root, "model_config");
   const bool legacy_weights = h5::has_attr(root, "layer_names") || h5::has_attr(root, "layer_names0");
-  const bool k3_weights = h5::is_group(root, "layers");
+  const bool k3_weights = h5::is_group(root, "layers", path, "group 'layers'");
   json doc;
   std::string where = path;
   if (full) {
-    doc = keras::parse_config_text(h5::attr_string(root, "model_config", path), path, false, lim);
+    doc = keras::parse_config_text(
+        h5::attr_string(root, "model_config", path, lim.max_config_bytes, "FKB_MAX_CONFIG_BYTES"), path, false, lim);
     m.info.format = "h5";
   } else if (legacy_weights || k3_weights) {
     if (opt.config_path.empty())
@@ -120,9 +121,9 @@ Model load_h5_file(const h5::File& f, const std::string& path, const Model::Load
   keras::check_supported_tree(top, where);
   loader::WeightBudget budget(lim.max_weight_bytes, path);
   if (full) {
-    if (!h5::is_group(root, "model_weights"))
+    if (!h5::is_group(root, "model_weights", path, "group 'model_weights'"))
       throw_error(Status::FormatError, "'" + path + "' has a model_config but no model_weights group");
-    h5::Handle g(H5Gopen2(root, "model_weights", H5P_DEFAULT), h5::Handle::Kind::Group);
+    h5::Handle g = h5::open_group(root, "model_weights", path, "group 'model_weights'");
     keras::read_legacy_weights(g.get(), where, top, major, budget);
   } else if (legacy_weights) {
     keras::read_legacy_weights(root, where, top, major, budget);
@@ -141,8 +142,14 @@ Model load_h5_image(const std::vector<char>& image, const std::string& label, co
   const loader::Limits lim = loader::resolve(options.limits);
   std::lock_guard<std::recursive_mutex> guard(h5::lock());
   h5::QuietErrors quiet;
-  h5::File f = h5::File::open_image(image, label);
-  return load_h5_file(f, label, options, lim);
+  try {
+    h5::File f = h5::File::open_image(image, label);
+    return load_h5_file(f, label, options, lim);
+  } catch (const std::bad_alloc&) {
+    throw_error(Status::FormatError, "'" + label +
+                                         "': out of memory while loading: the file declares more data than this "
+                                         "process can allocate (see LoadLimits / FKB_MAX_WEIGHT_BYTES)");
+  }
 }
 
 Model Model::load(const std::string& path, const LoadOptions& options) {
