@@ -10,10 +10,40 @@
 #include <set>
 
 #include "fkb/error.hpp"
+#include "loader/h5.hpp"
+#include "loader/limits.hpp"
 
 namespace fkb::io {
 
 namespace {
+
+// netCDF-4 files are HDF5 files, and the netCDF library reads them through HDF5: the loading policy's HDF5 rules
+// (README "Loading policy": only data stored inside the file, built-in filters only, declared size against what the
+// file stores) apply to the variable read, checked here with HDF5 itself before the netCDF library reads anything.
+// Returns whether the file is HDF5-based (netCDF-4).
+bool check_hdf5_variable(const std::string& path, const std::string& var) {
+  std::lock_guard<std::recursive_mutex> guard(h5::lock());
+  h5::QuietErrors quiet;
+  if (H5Fis_hdf5(path.c_str()) <= 0) return false;
+  h5::File file = h5::File::open(path);
+  std::string p = var;
+  while (!p.empty() && p[0] == '/') p.erase(0, 1);
+  const std::string where = "'" + path + "'";
+  const std::string what = "variable '" + var + "'";
+  if (p.empty() || !h5::exists(file.id(), p, where, what, "input file")) return true;  // netCDF names what is missing
+  H5O_info_t info;
+#if H5_VERSION_GE(1, 12, 0)
+  if (H5Oget_info_by_name3(file.id(), p.c_str(), &info, H5O_INFO_BASIC, h5::no_external_links_lapl()) < 0)
+    return true;
+#else
+  if (H5Oget_info_by_name2(file.id(), p.c_str(), &info, H5O_INFO_BASIC, h5::no_external_links_lapl()) < 0)
+    return true;
+#endif
+  if (info.type != H5O_TYPE_DATASET) return true;
+  h5::Handle d = h5::open_dataset(file.id(), p, where, what, "input file");
+  h5::check_dataset(d.get(), where, what, "input file");
+  return true;
+}
 
 struct NcFile {
   int id = -1;
@@ -208,6 +238,7 @@ bool is_netcdf4(const std::string& path) noexcept {
 
 NcArray read_netcdf(const std::string& path, const std::string& var, const std::vector<DimSlice>& slices,
                     const std::vector<int64_t>& per_column, std::vector<size_t>* unused) {
+  const bool hdf5_based = !var.empty() && check_hdf5_variable(path, var);
   NcFile f;
   int st = nc_open(path.c_str(), NC_NOWRITE, &f.id);
   if (st != NC_NOERR) {
@@ -369,6 +400,16 @@ NcArray read_netcdf(const std::string& path, const std::string& var, const std::
     if (__builtin_mul_overflow(total, v, &total) || total > (int64_t(1) << 40))
       throw_error(Status::FormatError, out.description + " is too large to read at once; pick a part with --slice");
   a.dtype = t == NC_FLOAT ? DType::F32 : DType::F64;
+  // Classic files store every value they declare (netCDF-4 ones were checked by check_hdf5_variable): a header that
+  // declares more than the file holds is refused before allocating.
+  const uint64_t bytes = static_cast<uint64_t>(total) * (a.dtype == DType::F32 ? 4u : 8u);
+  if (!hdf5_based) {
+    const uint64_t have = loader::file_size(path);
+    if (bytes > have)
+      throw_error(Status::FormatError, out.description + " declares " + loader::bytes_str(bytes) + " but '" + path +
+                                           "' holds " + loader::bytes_str(have) +
+                                           "; FKB reads only data stored inside the input file");
+  }
   if (a.dtype == DType::F32) {
     a.f32.resize(static_cast<size_t>(total));
     if (total > 0) st = nc_get_vara_float(gid, varid, start.data(), count.data(), a.f32.data());
