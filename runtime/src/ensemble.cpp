@@ -3,7 +3,6 @@
 #include "fkb/ensemble.hpp"
 
 #include <omp.h>
-#include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -12,6 +11,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <mutex>
 #include <fstream>
 #include <sstream>
@@ -22,9 +22,18 @@
 #include "custom_call.hpp"
 #include "ensemble_engine.hpp"
 #include "fkb/backend.hpp"
+#include "loader/keras_config.hpp"
+#include "loader/limits.hpp"
 #include "workspace_pool.hpp"
 
 namespace fkb {
+
+namespace keras {
+// Defined in loader/keras_config.cpp: a JSON/YAML document under the loading policy's limits; `what` names it in
+// messages. TODO(lead): declare in loader/keras_config.hpp.
+json parse_document(const std::string& text, const std::string& where, const std::string& what, bool yaml,
+                    const loader::Limits& limits);
+}  // namespace keras
 
 namespace fs = std::filesystem;
 
@@ -66,10 +75,12 @@ std::vector<std::string> members_of_directory(const std::string& dir) {
 }
 
 std::vector<std::string> members_of_list(const std::string& path) {
-  std::ifstream f(path);
-  if (!f) throw_error(Status::FileError, "cannot open the ensemble list '" + path + "': " + std::strerror(errno));
+  // Read whole after a size check (the same limit as a config document), then split into lines.
+  const std::string text =
+      loader::read_text_file(path, "ensemble list", loader::resolve(LoadLimits{}).max_config_bytes);
   const fs::path dir = fs::path(path).parent_path();
   std::vector<std::string> out;
+  std::istringstream f(text);
   std::string line;
   while (std::getline(f, line)) {
     const size_t a = line.find_first_not_of(" \t\r");
@@ -88,52 +99,65 @@ std::vector<std::string> members_of_path(const std::string& p) {
   return members_of_list(p);
 }
 
+[[noreturn]] void bad_setting(const std::string& path, const std::string& key, const std::string& what) {
+  throw_error(Status::FormatError, "the ensemble config '" + path + "': '" + key + "' " + what);
+}
+
 EnsembleSpec read_yaml(const std::string& path) {
-  YAML::Node doc;
-  try {
-    doc = YAML::LoadFile(path);
-  } catch (const YAML::BadFile&) {
-    throw_error(Status::FileError, "cannot open the ensemble config '" + path + "': " + std::strerror(errno));
-  } catch (const YAML::Exception& e) {
-    throw_error(Status::FormatError, "the ensemble config '" + path + "' is not valid YAML: " + e.what());
-  }
-  if (!doc.IsMap()) throw_error(Status::FormatError, "the ensemble config '" + path + "' is not a YAML mapping");
+  // The loading policy's limits for a text document (size, depth, values after alias expansion), as for a
+  // model's YAML config (loader/keras_config.cpp).
+  const loader::Limits lim = loader::resolve(LoadLimits{});
+  const keras::json doc = keras::parse_document(loader::read_text_file(path, "ensemble config", lim.max_config_bytes),
+                                                path, "the ensemble config", true, lim);
+  if (!doc.is_object()) throw_error(Status::FormatError, "the ensemble config '" + path + "' is not a YAML mapping");
   const fs::path dir = fs::path(path).parent_path();
   EnsembleSpec spec;
-  auto bad = [&](const std::string& key, const std::string& what) {
-    throw_error(Status::FormatError, "the ensemble config '" + path + "': '" + key + "' " + what);
+  auto bad = [&](const std::string& key, const std::string& what) { bad_setting(path, key, what); };
+  // Scalars arrive typed (yaml_scalar): a path or device that looks like a number is taken as written.
+  auto text = [&](const std::string& key, const keras::json& v) -> std::string {
+    if (v.is_string()) return v.get<std::string>();
+    if (v.is_number_integer()) return std::to_string(v.get<int64_t>());
+    bad_setting(path, key, "must be a string");
   };
-  try {
-    for (const auto& kv : doc) {
-      const std::string key = kv.first.as<std::string>();
-      const YAML::Node& v = kv.second;
-      if (key == "members") {
-        if (v.IsSequence()) {
-          for (const auto& m : v) {
-            if (!m.IsScalar()) bad(key, "must list model paths (strings)");
-            spec.members.push_back(resolve(dir, m.as<std::string>()));
-          }
-        } else if (v.IsScalar()) {
-          spec.members = members_of_path(resolve(dir, v.as<std::string>()));
-        } else {
-          bad(key, "must be a list of model paths, or a directory / list file");
-        }
-      } else if (key == "device") {
-        spec.options.device = v.as<std::string>();
-      } else if (key == "precision") {
-        spec.options.precision = v.as<std::string>();
-      } else if (key == "max_batch") {
-        spec.options.max_batch = v.as<int64_t>();
-        if (spec.options.max_batch < 1) bad(key, "must be >= 1");
-      } else if (key == "threads") {
-        spec.options.threads = v.as<int>();
-        if (spec.options.threads < 0) bad(key, "must be >= 0");
-      } else {
-        bad(key, "is not an ensemble setting (accepted: members, device, precision, max_batch, threads)");
-      }
+  auto integer = [&](const std::string& key, const keras::json& v) -> int64_t {
+    if (v.is_number_integer()) return v.get<int64_t>();
+    if (v.is_string()) {
+      const std::string t = v.get<std::string>();
+      char* end = nullptr;
+      errno = 0;
+      const long long n = std::strtoll(t.c_str(), &end, 10);
+      if (!t.empty() && *end == '\0' && errno == 0) return n;
     }
-  } catch (const YAML::Exception& e) {
-    throw_error(Status::FormatError, "the ensemble config '" + path + "': " + e.what());
+    bad_setting(path, key, "must be an integer");
+  };
+  for (const auto& kv : doc.items()) {
+    const std::string& key = kv.key();
+    const keras::json& v = kv.value();
+    if (key == "members") {
+      if (v.is_array()) {
+        for (const auto& m : v) {
+          if (m.is_array() || m.is_object() || m.is_null()) bad(key, "must list model paths (strings)");
+          spec.members.push_back(resolve(dir, text(key, m)));
+        }
+      } else if (v.is_string() || v.is_number_integer()) {
+        spec.members = members_of_path(resolve(dir, text(key, v)));
+      } else {
+        bad(key, "must be a list of model paths, or a directory / list file");
+      }
+    } else if (key == "device") {
+      spec.options.device = text(key, v);
+    } else if (key == "precision") {
+      spec.options.precision = text(key, v);
+    } else if (key == "max_batch") {
+      spec.options.max_batch = integer(key, v);
+      if (spec.options.max_batch < 1) bad(key, "must be >= 1");
+    } else if (key == "threads") {
+      const int64_t t = integer(key, v);
+      if (t < 0 || t > std::numeric_limits<int>::max()) bad(key, "must be >= 0");
+      spec.options.threads = static_cast<int>(t);
+    } else {
+      bad(key, "is not an ensemble setting (accepted: members, device, precision, max_batch, threads)");
+    }
   }
   if (spec.members.empty()) throw_error(Status::FormatError, "the ensemble config '" + path + "' has no members");
   return spec;

@@ -1,11 +1,17 @@
 // NumPy .npy reader and writer (format: numpy/lib/format.py). Versions 1.0 (uint16 header length),
 // 2.0 and 3.0 (uint32); the header is a Python dict literal with 'descr', 'fortran_order' and 'shape'.
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <memory>
 
 #include "fkb/error.hpp"
 #include "io/array_io.hpp"
+#include "loader/limits.hpp"
 
 namespace fkb::io {
 
@@ -34,6 +40,26 @@ size_t value_pos(const std::string& h, const std::string& key) {
     return p;
   }
   return std::string::npos;
+}
+
+// Read up to `n` values. `sized`: the file size was checked against `n`, so the vector is allocated at once;
+// otherwise (a pipe) it grows with the data actually read, never past `n`. Returns the number of values read.
+template <typename T>
+uint64_t read_values(std::FILE* f, std::vector<T>& out, uint64_t n, bool sized) {
+  constexpr uint64_t kChunk = (uint64_t{1} << 24) / sizeof(T);
+  if (sized) out.reserve(static_cast<size_t>(n));
+  uint64_t got = 0;
+  while (got < n) {
+    const uint64_t want = std::min<uint64_t>(kChunk, n - got);
+    if (got + want > out.capacity())
+      out.reserve(static_cast<size_t>(std::min<uint64_t>(n, std::max<uint64_t>(2 * out.capacity(), got + want))));
+    out.resize(static_cast<size_t>(got + want));
+    const size_t r = std::fread(out.data() + got, sizeof(T), static_cast<size_t>(want), f);
+    got += r;
+    if (r < want) break;
+  }
+  out.resize(static_cast<size_t>(got));
+  return got;
 }
 
 }  // namespace
@@ -95,25 +121,47 @@ HostArray read_npy(const std::string& path) {
     while (i < tup.size() && (tup[i] == ' ' || tup[i] == ',')) ++i;
     if (i >= tup.size()) break;
     char* end = nullptr;
+    errno = 0;
     const long long v = std::strtoll(tup.c_str() + i, &end, 10);
-    if (end == tup.c_str() + i || v < 0) bad(path, "bad shape '(" + tup + ")'");
+    if (end == tup.c_str() + i || v < 0 || errno == ERANGE) bad(path, "bad shape '(" + tup + ")'");
     a.shape.push_back(v);
     i = static_cast<size_t>(end - tup.c_str());
     // Python 2 era files may write long integers as '37L'.
     if (i < tup.size() && (tup[i] == 'L' || tup[i] == 'l')) ++i;
   }
-  const int64_t n = a.size();
-  size_t got;
-  if (a.dtype == DType::F32) {
-    a.f32.resize(static_cast<size_t>(n));
-    got = std::fread(a.f32.data(), item, static_cast<size_t>(n), f.get());
-  } else {
-    a.f64.resize(static_cast<size_t>(n));
-    got = std::fread(a.f64.data(), item, static_cast<size_t>(n), f.get());
+  std::string shape = "(";
+  for (size_t k = 0; k < a.shape.size(); ++k) shape += (k ? ", " : "") + std::to_string(a.shape[k]);
+  shape += a.shape.size() == 1 ? ",)" : ")";
+
+  // The data must be exactly what the header declares, checked against the file size before anything is
+  // allocated (README "Loading policy"): a 100-byte file cannot make FKB allocate what its header claims.
+  uint64_t n = 1;
+  bool overflow = false;
+  for (const int64_t d : a.shape) {
+    if (d != 0 && n > (uint64_t{1} << 62) / static_cast<uint64_t>(d)) overflow = true;
+    else n *= static_cast<uint64_t>(d);
   }
-  if (got != static_cast<size_t>(n))
-    bad(path, "truncated data: the header promises " + std::to_string(n) + " values, the file holds " +
-                  std::to_string(got));
+  if (overflow || n > (uint64_t{1} << 62) / item)
+    bad(path, "the header's shape " + shape + " declares more data than any file can hold");
+  const uint64_t need = n * item;
+  const long pos = std::ftell(f.get());
+  struct stat st;
+  const bool sized = pos >= 0 && fstat(fileno(f.get()), &st) == 0 && S_ISREG(st.st_mode);
+  if (sized) {
+    const uint64_t left = static_cast<uint64_t>(st.st_size) - std::min<uint64_t>(st.st_size, pos);
+    if (left < need)
+      bad(path, "truncated data: the header's shape " + shape + " of '" + descr + "' needs " +
+                    loader::bytes_str(need) + " of data, the file holds " + loader::bytes_str(left) +
+                    " after its header");
+    if (left > need)
+      bad(path, "the header's shape " + shape + " of '" + descr + "' needs " + loader::bytes_str(need) +
+                    " of data, the file holds " + loader::bytes_str(left) + " after its header (trailing bytes)");
+  }
+  const uint64_t got = a.dtype == DType::F32 ? read_values(f.get(), a.f32, n, sized)
+                                             : read_values(f.get(), a.f64, n, sized);
+  if (got != n)
+    bad(path, "truncated data: the header's shape " + shape + " of '" + descr + "' needs " + loader::bytes_str(need) +
+                  " of data, the file holds " + loader::bytes_str(got * item) + " after its header");
   return a;
 }
 

@@ -1,12 +1,18 @@
 #include "loader/keras_config.hpp"
 
-#include <yaml-cpp/yaml.h>
+#include <yaml-cpp/anchor.h>
+#include <yaml-cpp/depthguard.h>
+#include <yaml-cpp/eventhandler.h>
+#include <yaml-cpp/exceptions.h>
+#include <yaml-cpp/parser.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <map>
-#include <regex>
 #include <set>
+#include <sstream>
+#include <unordered_map>
 
 #include "fkb/custom_layer.hpp"
 #include "fkb/error.hpp"
@@ -17,6 +23,14 @@ namespace {
 
 [[noreturn]] void format_error(const std::string& where, const std::string& what) {
   throw_error(Status::FormatError, where + ": " + what);
+}
+
+// A JSON value for a message: one line, at most 200 characters, invalid UTF-8 replaced (YAML strings may hold any
+// bytes, and dump() would throw on them).
+std::string brief(const json& j) {
+  std::string s = j.dump(-1, ' ', false, json::error_handler_t::replace);
+  if (s.size() > 200) s = s.substr(0, 200) + "...";
+  return s;
 }
 
 bool is_model_class(const std::string& cls) {
@@ -71,52 +85,241 @@ std::string class_of(const json& layer) {
   return layer["class_name"].get<std::string>();
 }
 
-json yaml_to_json(const YAML::Node& n) {
-  switch (n.Type()) {
-    case YAML::NodeType::Null:
-    case YAML::NodeType::Undefined: return nullptr;
-    case YAML::NodeType::Sequence: {
-      json a = json::array();
-      for (const auto& c : n) a.push_back(yaml_to_json(c));
-      return a;
+// ---------------------------------------------------------------------------------------------------------------------
+// Text documents (JSON, YAML) under the loading policy's limits (README "Loading policy: what FKB refuses").
+
+// yaml-cpp 0.7's parser recurses a few frames per nesting level and throws DeepRecursion near 500 levels; FKB stops
+// YAML documents at 400 levels, where that recursion still fits a 256 KiB thread stack.
+constexpr int kMaxYamlDepth = 400;
+
+std::string mark_str(const YAML::Mark& m) {
+  return "line " + std::to_string(m.line + 1) + ", column " + std::to_string(m.column + 1);
+}
+
+// What a YAML scalar means in a Keras config (Keras writes them with PyYAML's safe_dump).
+json yaml_scalar(const std::string& tag, const std::string& s) {
+  if (tag == "!") return s;  // quoted scalar: always a string
+  if (s == "null" || s == "~" || s.empty()) return nullptr;
+  if (s == "true" || s == "True") return true;
+  if (s == "false" || s == "False") return false;
+  if (s == ".inf") return INFINITY;
+  try {
+    size_t pos = 0;
+    long long v = std::stoll(s, &pos);
+    if (pos == s.size()) return v;
+  } catch (...) {
+  }
+  try {
+    size_t pos = 0;
+    double v = std::stod(s, &pos);
+    if (pos == s.size()) return v;
+  } catch (...) {
+  }
+  return s;
+}
+
+// YAML events -> JSON, counting what the document becomes once its aliases are expanded: values, bytes of
+// scalars and nesting depth, each checked before the node is made. yaml-cpp's own Node API shares aliased
+// nodes, so walking it re-visits them without limit (the "billion laughs" file: 500 bytes, 10^9 values).
+// Run twice: first with build = false (counting only, so a bomb is refused in microseconds), then to build.
+class YamlToJson final : public YAML::EventHandler {
+ public:
+  YamlToJson(const std::string& where, const std::string& what, const loader::Limits& lim, bool build)
+      : where_(where), what_(what), lim_(lim), max_depth_(std::min(lim.max_config_depth, kMaxYamlDepth)),
+        build_(build) {}
+
+  json take() { return std::move(result_); }
+
+  void OnDocumentStart(const YAML::Mark&) override {}
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t anchor) override { scalar(mark, anchor, nullptr, 0, nullptr); }
+  void OnScalar(const YAML::Mark& mark, const std::string& tag, YAML::anchor_t anchor,
+                const std::string& value) override {
+    scalar(mark, anchor, build_ ? yaml_scalar(tag, value) : json(), value.size(), &value);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                       YAML::EmitterStyle::value) override {
+    open(mark, anchor, false);
+  }
+  void OnSequenceEnd() override { close(); }
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t anchor,
+                  YAML::EmitterStyle::value) override {
+    open(mark, anchor, true);
+  }
+  void OnMapEnd() override { close(); }
+
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t anchor) override {
+    auto it = anchors_.find(anchor);
+    if (it == anchors_.end())
+      format_error(where_, what_ + " is not valid YAML: the alias at " + mark_str(mark) +
+                               " refers to a node that contains it");
+    const Anchored& a = it->second;
+    aliases_ = true;
+    count(mark, a.values, a.bytes);
+    const int depth = static_cast<int>(stack_.size()) + a.height;
+    if (depth > max_depth_) too_deep(mark);
+    if (!stack_.empty()) stack_.back().deepest = std::max(stack_.back().deepest, depth);
+    attach(mark, build_ ? a.value : json(), a.scalar ? &a.raw : nullptr);
+  }
+
+ private:
+  struct Frame {
+    json value;
+    bool map = false;
+    bool have_key = false;
+    std::string key;
+    YAML::anchor_t anchor = 0;
+    uint64_t values_before = 0, bytes_before = 0;
+    int deepest = 0;  // deepest nesting level reached inside, counted from the document's top
+    YAML::Mark mark;
+  };
+  // An anchored node, as its aliases expand to.
+  struct Anchored {
+    json value;
+    uint64_t values = 0, bytes = 0;
+    int height = 0;       // nesting levels it adds where an alias puts it (0 for a scalar)
+    bool scalar = false;  // a scalar can be a mapping key; `raw` is its text
+    std::string raw;
+  };
+
+  [[noreturn]] void too_deep(const YAML::Mark& mark) const {
+    format_error(where_, what_ + " is nested deeper than " + std::to_string(max_depth_) + " levels (at " +
+                             mark_str(mark) + (aliases_ ? ", after expanding aliases" : "") +
+                             "), over the limit for a YAML document (LoadLimits::max_config_depth; at most " +
+                             std::to_string(kMaxYamlDepth) + " for YAML)");
+  }
+
+  void count(const YAML::Mark& mark, uint64_t values, uint64_t bytes) {
+    if (values > lim_.max_config_values - values_)
+      format_error(where_, what_ + " holds more than " + std::to_string(lim_.max_config_values) + " values" +
+                               (aliases_ ? " once its YAML aliases are expanded (at " + mark_str(mark) + ")" : "") +
+                               ", over the limit for one JSON/YAML document (LoadLimits::max_config_values)");
+    if (bytes > lim_.max_config_bytes - bytes_)
+      format_error(where_, what_ + " grows past " + loader::bytes_str(lim_.max_config_bytes) +
+                               " once its YAML aliases are expanded (at " + mark_str(mark) +
+                               "), over the limit for one JSON/YAML document (FKB_MAX_CONFIG_BYTES)");
+    values_ += values;
+    bytes_ += bytes;
+  }
+
+  void scalar(const YAML::Mark& mark, YAML::anchor_t anchor, json v, size_t bytes, const std::string* raw) {
+    count(mark, 1, bytes);
+    if (anchor) anchors_[anchor] = Anchored{build_ ? v : json(), 1, bytes, 0, raw != nullptr, raw ? *raw : ""};
+    attach(mark, std::move(v), raw);
+  }
+
+  void open(const YAML::Mark& mark, YAML::anchor_t anchor, bool map) {
+    count(mark, 1, 0);
+    if (static_cast<int>(stack_.size()) + 1 > max_depth_) too_deep(mark);
+    Frame f;
+    if (build_) f.value = map ? json::object() : json::array();
+    f.map = map;
+    f.anchor = anchor;
+    f.values_before = values_ - 1;
+    f.bytes_before = bytes_;
+    f.deepest = static_cast<int>(stack_.size()) + 1;
+    f.mark = mark;
+    stack_.push_back(std::move(f));
+  }
+
+  void close() {
+    Frame f = std::move(stack_.back());
+    stack_.pop_back();
+    const int level = static_cast<int>(stack_.size()) + 1;
+    if (!stack_.empty()) stack_.back().deepest = std::max(stack_.back().deepest, f.deepest);
+    if (f.anchor)
+      anchors_[f.anchor] = Anchored{build_ ? f.value : json(), values_ - f.values_before, bytes_ - f.bytes_before,
+                                    f.deepest - level + 1, false, ""};
+    attach(f.mark, std::move(f.value), nullptr);
+  }
+
+  // Put a finished node into its parent (or make it the document); `raw` is a scalar's text, for mapping keys.
+  void attach(const YAML::Mark& mark, json v, const std::string* raw) {
+    if (stack_.empty()) {
+      result_ = std::move(v);
+      return;
     }
-    case YAML::NodeType::Map: {
-      json o = json::object();
-      for (const auto& kv : n) o[kv.first.as<std::string>()] = yaml_to_json(kv.second);
-      return o;
-    }
-    case YAML::NodeType::Scalar: {
-      const std::string s = n.Scalar();
-      if (n.Tag() == "!") return s;  // quoted scalar: always a string
-      if (s == "null" || s == "~" || s.empty()) return nullptr;
-      if (s == "true" || s == "True") return true;
-      if (s == "false" || s == "False") return false;
-      if (s == ".inf") return INFINITY;
-      try {
-        size_t pos = 0;
-        long long v = std::stoll(s, &pos);
-        if (pos == s.size()) return v;
-      } catch (...) {
-      }
-      try {
-        size_t pos = 0;
-        double v = std::stod(s, &pos);
-        if (pos == s.size()) return v;
-      } catch (...) {
-      }
-      return s;
+    Frame& f = stack_.back();
+    if (!f.map) {
+      if (build_) f.value.push_back(std::move(v));
+    } else if (!f.have_key) {
+      if (!raw)
+        format_error(where_, what_ + " has a mapping key that is not a string (at " + mark_str(mark) +
+                                 "); Keras configs have string keys");
+      f.key = *raw;
+      f.have_key = true;
+    } else {
+      if (build_) f.value[f.key] = std::move(v);
+      f.have_key = false;
     }
   }
-  return nullptr;
+
+  const std::string& where_;
+  const std::string& what_;
+  const loader::Limits& lim_;
+  const int max_depth_;
+  const bool build_;
+  std::vector<Frame> stack_;
+  std::unordered_map<YAML::anchor_t, Anchored> anchors_;
+  json result_;
+  uint64_t values_ = 0, bytes_ = 0;
+  bool aliases_ = false;
+};
+
+json parse_yaml(const std::string& text, const std::string& where, const std::string& what,
+                const loader::Limits& lim) {
+  json out;
+  for (const bool build : {false, true}) {
+    std::istringstream in(text);
+    YamlToJson h(where, what, lim, build);
+    try {
+      YAML::Parser parser(in);
+      parser.HandleNextDocument(h);  // Keras writes one document; like YAML::Load, read the first
+    } catch (const YAML::DeepRecursion& e) {
+      format_error(where, what + " is nested too deeply for the YAML reader (" + e.what() +
+                              "), over the limit for a YAML document (LoadLimits::max_config_depth; at most " +
+                              std::to_string(kMaxYamlDepth) + " for YAML)");
+    } catch (const YAML::Exception& e) {
+      format_error(where, what + " is not valid YAML: " + e.what());
+    }
+    out = h.take();
+  }
+  return out;
+}
+
+// JSON: nlohmann's parser keeps its own stack (no recursion); its callback sees every value with its depth, and
+// throwing from it stops the parse before anything deeper is built. What reads the document afterwards (copies,
+// dump(), the layer walk) recurses at most max_config_depth levels.
+json parse_json(const std::string& text, const std::string& where, const std::string& what,
+                const loader::Limits& lim) {
+  uint64_t values = 0;
+  const int max_depth = lim.max_config_depth;
+  const json::parser_callback_t check = [&](int depth, json::parse_event_t event, json&) {
+    if (event == json::parse_event_t::object_end || event == json::parse_event_t::array_end) return true;
+    if (++values > lim.max_config_values)
+      format_error(where, what + " holds more than " + std::to_string(lim.max_config_values) +
+                              " values, over the limit for one JSON/YAML document (LoadLimits::max_config_values)");
+    // `depth` counts the containers around the value; a container opening at depth d is level d + 1.
+    if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) &&
+        depth >= max_depth)
+      format_error(where, what + " is nested deeper than " + std::to_string(max_depth) +
+                              " levels, over the limit for one JSON/YAML document (LoadLimits::max_config_depth)");
+    return true;
+  };
+  try {
+    return json::parse(text, check);
+  } catch (const json::parse_error& e) {
+    format_error(where, what + " is not valid JSON: " + e.what());
+  }
 }
 
 // Shape from [null, 94] / [None, 30, 3]: drop the batch dimension.
 Shape batch_shape_to_shape(const json& s, const std::string& where, const std::string& layer) {
-  if (!s.is_array() || s.empty()) format_error(where, "layer '" + layer + "' has an invalid input shape " + s.dump());
+  if (!s.is_array() || s.empty()) format_error(where, "layer '" + layer + "' has an invalid input shape " + brief(s));
   Shape out;
   for (size_t i = 1; i < s.size(); ++i) {
     if (!s[i].is_number_integer())
-      throw_error(Status::Unsupported, where + ": layer '" + layer + "' has input shape " + s.dump() +
+      throw_error(Status::Unsupported, where + ": layer '" + layer + "' has input shape " + brief(s) +
                                            " with an unknown dimension; FKB needs fixed per-column shapes");
     out.push_back(s[i].get<int64_t>());
   }
@@ -143,7 +346,7 @@ bool stated_input_shape(const json& cfg, Shape* out, const std::string& where, c
 float num(const json& cfg, const char* key, float dflt) {
   if (!cfg.contains(key) || cfg[key].is_null()) return dflt;
   if (!cfg[key].is_number())
-    throw_error(Status::FormatError, std::string("config value '") + key + "' is not a number: " + cfg[key].dump());
+    throw_error(Status::FormatError, std::string("config value '") + key + "' is not a number: " + brief(cfg[key]));
   return cfg[key].get<float>();
 }
 
@@ -214,7 +417,7 @@ Activation parse_activation(const json& a, int keras_major, const std::string& w
       return named_activation(cfg["name"].get<std::string>(), keras_major, where);
     if (!cls.empty() && cls != "function") return named_activation(cls, keras_major, where);
   }
-  throw_error(Status::Unsupported, where + ": activation " + a.dump() + " is not supported");
+  throw_error(Status::Unsupported, where + ": activation " + brief(a) + " is not supported");
 }
 
 Activation activation_layer(const std::string& cls, const json& cfg, int keras_major, const std::string& where) {
@@ -288,10 +491,10 @@ void parse_model_body(LayerSpec& spec, const json& cfg, const std::string& where
 }
 
 LayerSpec parse_layer(const json& layer, const std::string& where) {
-  if (!layer.is_object()) format_error(where, "a layer entry is not an object: " + layer.dump().substr(0, 200));
+  if (!layer.is_object()) format_error(where, "a layer entry is not an object: " + brief(layer));
   LayerSpec spec;
   spec.cls = class_of(layer);
-  if (spec.cls.empty()) format_error(where, "a layer entry has no class_name: " + layer.dump().substr(0, 200));
+  if (spec.cls.empty()) format_error(where, "a layer entry has no class_name: " + brief(layer));
   spec.config = layer.contains("config") ? layer["config"] : json::object();
   if (spec.config.is_object() && spec.config.contains("name") && spec.config["name"].is_string())
     spec.name = spec.config["name"].get<std::string>();
@@ -305,19 +508,17 @@ LayerSpec parse_layer(const json& layer, const std::string& where) {
 
 }  // namespace
 
-json parse_config_text(const std::string& text, const std::string& where, bool yaml, const loader::Limits& /*limits*/) {
-  if (yaml) {
-    try {
-      return yaml_to_json(YAML::Load(text));
-    } catch (const YAML::Exception& e) {
-      format_error(where, std::string("the model config is not valid YAML: ") + e.what());
-    }
-  }
-  try {
-    return json::parse(text);
-  } catch (const json::parse_error& e) {
-    format_error(where, std::string("the model config is not valid JSON: ") + e.what());
-  }
+json parse_document(const std::string& text, const std::string& where, const std::string& what, bool yaml,
+                    const loader::Limits& limits) {
+  if (text.size() > limits.max_config_bytes)
+    format_error(where, what + " is " + loader::bytes_str(text.size()) + ", over the limit of " +
+                            loader::bytes_str(limits.max_config_bytes) +
+                            " for one JSON/YAML document (FKB_MAX_CONFIG_BYTES)");
+  return yaml ? parse_yaml(text, where, what, limits) : parse_json(text, where, what, limits);
+}
+
+json parse_config_text(const std::string& text, const std::string& where, bool yaml, const loader::Limits& limits) {
+  return parse_document(text, where, "the model config", yaml, limits);
 }
 
 LayerSpec parse_model_config(const json& doc, const std::string& where) {
@@ -330,12 +531,41 @@ LayerSpec parse_model_config(const json& doc, const std::string& where) {
 }
 
 std::string to_snake_case(const std::string& name) {
-  // keras/src/utils/naming.py to_snake_case
-  std::string s = std::regex_replace(name, std::regex("\\W+"), "");
-  s = std::regex_replace(s, std::regex("(.)([A-Z][a-z]+)"), "$1_$2");
-  s = std::regex_replace(s, std::regex("([a-z])([A-Z])"), "$1_$2");
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
+  // keras/src/utils/naming.py to_snake_case: re.sub(r"\W+", "", name), then r"(.)([A-Z][a-z]+)" -> r"\1_\2", then
+  // r"([a-z])([A-Z])" -> r"\1_\2", then lower(). Written as scans: std::regex recurses once per character and
+  // overflows the stack on a long name.
+  auto upper = [](char c) { return c >= 'A' && c <= 'Z'; };
+  auto lower = [](char c) { return c >= 'a' && c <= 'z'; };
+  std::string s;
+  for (char c : name)
+    if (upper(c) || lower(c) || (c >= '0' && c <= '9') || c == '_') s += c;
+  std::string t;
+  for (size_t i = 0; i < s.size();) {
+    if (i + 2 < s.size() && upper(s[i + 1]) && lower(s[i + 2])) {
+      size_t j = i + 3;
+      while (j < s.size() && lower(s[j])) ++j;
+      t += s[i];
+      t += '_';
+      t.append(s, i + 1, j - i - 1);
+      i = j;
+    } else {
+      t += s[i++];
+    }
+  }
+  std::string u;
+  for (size_t i = 0; i < t.size();) {
+    if (i + 1 < t.size() && lower(t[i]) && upper(t[i + 1])) {
+      u += t[i];
+      u += '_';
+      u += t[i + 1];
+      i += 2;
+    } else {
+      u += t[i++];
+    }
+  }
+  for (auto& c : u)
+    if (upper(c)) c = static_cast<char>(c - 'A' + 'a');
+  return u;
 }
 
 std::vector<VarSpec> own_variables(const LayerSpec& l, int /*keras_major*/) {
@@ -454,7 +684,7 @@ std::vector<std::vector<TensorRef>> parse_inbound(const LayerSpec& l, const std:
     } else if (node.is_array()) {  // Keras 2: a list of [name, node, tensor, kwargs]
       for (const auto& e : node) {
         TensorRef r;
-        if (!parse_ref(e, &r)) format_error(where, "layer '" + l.name + "' has a malformed inbound node " + e.dump());
+        if (!parse_ref(e, &r)) format_error(where, "layer '" + l.name + "' has a malformed inbound node " + brief(e));
         refs.push_back(r);
       }
     } else {
@@ -545,7 +775,7 @@ class GraphBuilder {
                                " inputs but is called with " + std::to_string(inputs.size()));
     for (size_t i = 0; i < ins.size(); ++i) {
       TensorRef r;
-      if (!parse_ref(ins[i], &r)) format_error(where_, "malformed input_layers entry " + ins[i].dump());
+      if (!parse_ref(ins[i], &r)) format_error(where_, "malformed input_layers entry " + brief(ins[i]));
       auto it = by_name.find(r.layer);
       if (it == by_name.end()) format_error(where_, "input layer '" + r.layer + "' is not among the model's layers");
       if (!inputs.empty()) {
@@ -614,7 +844,7 @@ class GraphBuilder {
     std::vector<int> outs;
     for (const auto& o : model.output_layers) {
       TensorRef r;
-      if (!parse_ref(o, &r)) format_error(where_, "malformed output_layers entry " + o.dump());
+      if (!parse_ref(o, &r)) format_error(where_, "malformed output_layers entry " + brief(o));
       auto it = refs.find(ref_key(r));
       if (it == refs.end()) format_error(where_, "output '" + r.layer + "' is not produced by the model");
       outs.push_back(it->second);
@@ -646,7 +876,7 @@ class GraphBuilder {
     const json& c = l.config;
     Node n;
     n.keras_class = l.cls;
-    n.config_json = c.dump();
+    n.config_json = c.dump(-1, ' ', false, json::error_handler_t::replace);
     auto op_it = layer_ops().find(l.cls);
     if (op_it == layer_ops().end()) {
       check_supported(l, where_);  // throws with the full message unless the class is a registered custom layer
@@ -699,13 +929,13 @@ class GraphBuilder {
         case OpKind::BatchNorm:
           n.axis = static_cast<int>(int_or_first(c.value("axis", json(-1)), -1));
           if (c.contains("axis") && c["axis"].is_array() && c["axis"].size() != 1)
-            throw_error(Status::Unsupported, w + ": normalization over several axes " + c["axis"].dump());
+            throw_error(Status::Unsupported, w + ": normalization over several axes " + brief(c["axis"]));
           n.epsilon = num(c, "epsilon", 1e-3f);
           break;
         case OpKind::Normalization: {
           n.axis = static_cast<int>(int_or_first(c.value("axis", json(-1)), -1));
           if (c.contains("axis") && c["axis"].is_array() && c["axis"].size() > 1)
-            throw_error(Status::Unsupported, w + ": normalization over several axes " + c["axis"].dump());
+            throw_error(Status::Unsupported, w + ": normalization over several axes " + brief(c["axis"]));
           n.epsilon = 1e-7f;  // keras.backend.epsilon(): (x - mean) / max(sqrt(var), eps)
           for (const char* key : {"mean", "variance"}) {
             if (c.contains(key) && !c[key].is_null()) {
