@@ -22,18 +22,11 @@
 #include "custom_call.hpp"
 #include "ensemble_engine.hpp"
 #include "fkb/backend.hpp"
-#include "loader/keras_config.hpp"
+#include "loader/config_text.hpp"
 #include "loader/limits.hpp"
 #include "workspace_pool.hpp"
 
 namespace fkb {
-
-namespace keras {
-// Defined in loader/keras_config.cpp: a JSON/YAML document under the loading policy's limits; `what` names it in
-// messages. TODO(lead): declare in loader/keras_config.hpp.
-json parse_document(const std::string& text, const std::string& where, const std::string& what, bool yaml,
-                    const loader::Limits& limits);
-}  // namespace keras
 
 namespace fs = std::filesystem;
 

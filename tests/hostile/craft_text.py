@@ -24,6 +24,7 @@ import numpy as np
 
 DEPTH_JSON = "over the limit for one JSON/YAML document (LoadLimits::max_config_depth)"
 CONFIG_BYTES = "for one JSON/YAML document (FKB_MAX_CONFIG_BYTES)"
+FILE_BYTES = "for one configuration file (FKB_MAX_CONFIG_BYTES)"  # a config or list file, checked before reading
 
 
 def bytes_str(b):
@@ -260,7 +261,7 @@ def craft(out, fixtures):
                            "--input", "{out}/x10.npy", "--output", "{out}/y10.npy"],
                   "env": {"FKB_MAX_CONFIG_BYTES": "1K"},
                   "expect": "the model config '{out}/big_config.json' is 5 KiB, over the limit of 1 KiB " +
-                            CONFIG_BYTES,
+                            FILE_BYTES,
                   "no_output": ["{out}/y10.npy"]})
     np.save(os.path.join(out, "x10.npy"), np.ones((3, 10), np.float32))
 
@@ -348,7 +349,7 @@ def craft(out, fixtures):
                   "env": {"FKB_MAX_CONFIG_BYTES": "1K"},
                   "expect": "the ensemble list '{out}/big_list.txt' is " +
                             bytes_str(os.path.getsize(os.path.join(out, "big_list.txt"))) +
-                            ", over the limit of 1 KiB " + CONFIG_BYTES})
+                            ", over the limit of 1 KiB " + FILE_BYTES})
 
     # 13. A .npy input whose header declares (10**12, 94) float32 (350 TiB) and holds 37 columns.
     def npy_with_header(path, shape, data):

@@ -7,7 +7,7 @@ A craft module (craft_<kind>.py beside this file) writes hostile files into a sc
 with {out} (the scratch folder) and {fixtures} (tests/fixtures) in argv, expect, no_output and env. Each case runs
 under `ulimit -v 4000000` (4 GB of address space) and a 20 s timeout, and passes when FKB exits with status 1 (not
 a signal, not the timeout), prints "fkb: error: <expect>", and leaves none of the no_output files behind. A case
-whose argv is `inspect MODEL` (optionally `--config C`) runs again through the C API (--capi) and through the
+whose argv is `inspect MODEL` (optionally `--config C`; MODEL not an ensemble) runs again through the C API (--capi) and through the
 Fortran module (--fortran) when those programs are given: the same message must come back as fkb_last_error() /
 errmsg, so every entry point enforces the same policy.
 
@@ -116,7 +116,9 @@ def main():
             if os.path.exists(path):
                 failures.append(f"{c['name']}: the refused run left '{path}' behind (partial output)")
         # The same model through the C API and the Fortran module.
-        if argv[0] == "inspect" and (len(argv) == 2 or (len(argv) == 4 and argv[2] == "--config")):
+        model = argv[1] if len(argv) > 1 else ""
+        single_model = not (os.path.isdir(model) or model.endswith((".yaml", ".yml", ".txt")))  # not an ensemble
+        if argv[0] == "inspect" and single_model and (len(argv) == 2 or (len(argv) == 4 and argv[2] == "--config")):
             rest = argv[1:2] + (argv[3:4] if len(argv) == 4 else [])
             for prog, tag in ((a.capi, "C API"), (a.fortran, "Fortran")):
                 if prog:

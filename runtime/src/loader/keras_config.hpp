@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fkb/model.hpp"
+#include "loader/config_text.hpp"
 #include "loader/limits.hpp"
 
 namespace fkb::keras {
@@ -35,10 +36,6 @@ struct LayerSpec {
 /// `where` names the file in messages.
 LayerSpec parse_model_config(const json& doc, const std::string& where);
 
-/// Parse JSON or YAML text (YAML is converted node by node). Throws FormatError naming `where`.
-/// Enforces `limits` (document size, nesting depth, values after YAML alias expansion) with a message naming the
-/// limit.
-json parse_config_text(const std::string& text, const std::string& where, bool yaml, const loader::Limits& limits);
 
 /// Role and trainability of a leaf layer's own variables, in the order Keras creates them.
 struct VarSpec {

@@ -80,7 +80,7 @@ std::string read_text_file(const std::string& path, const std::string& what, uin
   if (stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && static_cast<uint64_t>(st.st_size) > max_bytes)
     throw_error(Status::FormatError, "the " + what + " '" + path + "' is " + bytes_str(st.st_size) +
                                          ", over the limit of " + bytes_str(max_bytes) +
-                                         " for one JSON/YAML document (FKB_MAX_CONFIG_BYTES)");
+                                         " for one configuration file (FKB_MAX_CONFIG_BYTES)");
   // Not a regular file (a pipe): read at most the limit plus one byte.
   std::string out;
   char buf[1 << 16];
@@ -88,7 +88,7 @@ std::string read_text_file(const std::string& path, const std::string& what, uin
     out.append(buf, static_cast<size_t>(f.gcount()));
     if (out.size() > max_bytes)
       throw_error(Status::FormatError, "the " + what + " '" + path + "' is over the limit of " +
-                                           bytes_str(max_bytes) + " for one JSON/YAML document (FKB_MAX_CONFIG_BYTES)");
+                                           bytes_str(max_bytes) + " for one configuration file (FKB_MAX_CONFIG_BYTES)");
   }
   return out;
 }
