@@ -3,7 +3,8 @@
 set -euo pipefail
 APT_PACKAGES=(build-essential cmake pkg-config gfortran libhdf5-dev hdf5-tools nlohmann-json3-dev libzip-dev
   libyaml-cpp-dev libopenblas-dev libcli11-dev libgtest-dev libgmock-dev libbenchmark-dev libopenmpi-dev openmpi-bin
-  python3 python3-numpy python3-h5py libnetcdf-dev netcdf-bin libomp-dev)
+  python3 python3-numpy python3-h5py libnetcdf-dev netcdf-bin libomp-dev
+  clang libclang-rt-dev)  # clang + libFuzzer: scripts/fuzz
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,0 +1,6 @@
+// Fuzz target: a model config as JSON (fuzz_config.hpp).
+#include "fuzz_config.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  return fkb_fuzz::fuzz_config(data, size, false);
+}
