@@ -113,3 +113,12 @@ inline void smoke_run(const fkb::Model& m) {
 }
 
 } // namespace fkb_fuzz
+
+#ifdef FKB_LIBFUZZER
+// The sanitizer settings of scripts/fuzz, also when a target is run by hand (ASAN_OPTIONS/UBSAN_OPTIONS override).
+// allocator_may_return_null=1: malloc of an impossible size returns NULL as in production (HDF5 asks for such sizes
+// when it reads corrupted metadata, and handles the NULL); C++ `new` still reports, ASan never returns NULL from it.
+// Each fuzz target is its own executable and includes this header once.
+extern "C" const char* __asan_default_options() { return "allocator_may_return_null=1:detect_leaks=1"; }
+extern "C" const char* __ubsan_default_options() { return "print_stacktrace=1:halt_on_error=1"; }
+#endif
