@@ -124,17 +124,20 @@ class YamlToJson final : public YAML::EventHandler {
                              std::to_string(kMaxYamlDepth) + " for YAML)");
   }
 
-  void count(const YAML::Mark& mark, uint64_t values, uint64_t bytes) {
-    if (values > lim_.max_config_values - values_)
+  // `copy`: the copy an anchor keeps for its aliases, counted apart from the document (values_/bytes_ measure the
+  // document itself) but against the same limits.
+  void count(const YAML::Mark& mark, uint64_t values, uint64_t bytes, bool copy = false) {
+    const std::string how = copy ? " counting the copies its YAML anchors keep (at " + mark_str(mark) + ")"
+                                 : " once its YAML aliases are expanded (at " + mark_str(mark) + ")";
+    if (values > lim_.max_config_values - values_ - copied_values_)
       format_error(where_, what_ + " holds more than " + std::to_string(lim_.max_config_values) + " values" +
-                               (aliases_ ? " once its YAML aliases are expanded (at " + mark_str(mark) + ")" : "") +
+                               (aliases_ || copy ? how : "") +
                                ", over the limit for one JSON/YAML document (LoadLimits::max_config_values)");
-    if (bytes > lim_.max_config_bytes - bytes_)
-      format_error(where_, what_ + " grows past " + loader::bytes_str(lim_.max_config_bytes) +
-                               " once its YAML aliases are expanded (at " + mark_str(mark) +
-                               "), over the limit for one JSON/YAML document (FKB_MAX_CONFIG_BYTES)");
-    values_ += values;
-    bytes_ += bytes;
+    if (bytes > lim_.max_config_bytes - bytes_ - copied_bytes_)
+      format_error(where_, what_ + " grows past " + loader::bytes_str(lim_.max_config_bytes) + how +
+                               ", over the limit for one JSON/YAML document (FKB_MAX_CONFIG_BYTES)");
+    (copy ? copied_values_ : values_) += values;
+    (copy ? copied_bytes_ : bytes_) += bytes;
   }
 
   void scalar(const YAML::Mark& mark, YAML::anchor_t anchor, json v, size_t bytes, const std::string* raw) {
@@ -150,6 +153,7 @@ class YamlToJson final : public YAML::EventHandler {
     if (build_) f.value = map ? json::object() : json::array();
     f.map = map;
     f.anchor = anchor;
+    if (anchor) ++anchored_open_;
     f.values_before = values_ - 1;
     f.bytes_before = bytes_;
     f.deepest = static_cast<int>(stack_.size()) + 1;
@@ -162,6 +166,9 @@ class YamlToJson final : public YAML::EventHandler {
     stack_.pop_back();
     const int level = static_cast<int>(stack_.size()) + 1;
     if (!stack_.empty()) stack_.back().deepest = std::max(stack_.back().deepest, f.deepest);
+    // An anchored node is copied for its aliases, once; inside another anchored node it is copied again with it, and
+    // anchors nested d deep copy a subtree d times: those copies count too.
+    if (f.anchor && --anchored_open_ > 0) count(f.mark, values_ - f.values_before, bytes_ - f.bytes_before, true);
     if (f.anchor)
       anchors_[f.anchor] = Anchored{build_ ? f.value : json(), values_ - f.values_before, bytes_ - f.bytes_before,
                                     f.deepest - level + 1, false, ""};
@@ -198,6 +205,8 @@ class YamlToJson final : public YAML::EventHandler {
   std::unordered_map<YAML::anchor_t, Anchored> anchors_;
   json result_;
   uint64_t values_ = 0, bytes_ = 0;
+  uint64_t copied_values_ = 0, copied_bytes_ = 0;  // the copies of nested anchored nodes
+  int anchored_open_ = 0;                           // anchored nodes open around the current one
   bool aliases_ = false;
 };
 
@@ -222,27 +231,66 @@ json parse_yaml(const std::string& text, const std::string& where, const std::st
   return out;
 }
 
-// JSON: nlohmann's parser keeps its own stack (no recursion); its callback sees every value with its depth, and
-// throwing from it stops the parse before anything deeper is built. What reads the document afterwards (copies,
-// dump(), the layer walk) recurses at most max_config_depth levels.
+// JSON: counted first (values, nesting depth) by a SAX pass that builds nothing, so a document over the limits is
+// refused before anything is allocated; then parsed by nlohmann's plain DOM parser. Both keep their own stack (no
+// recursion). Not nlohmann's callback parser: at the end of every object it scans the whole parent container for
+// discarded values, quadratic in a container's size (10^5 small objects in one array took minutes). What reads the
+// document afterwards (copies, dump(), the layer walk) recurses at most max_config_depth levels.
+class JsonLimits final : public nlohmann::json_sax<json> {
+ public:
+  JsonLimits(const std::string& where, const std::string& what, const loader::Limits& lim)
+      : where_(where), what_(what), lim_(lim) {}
+
+  bool null() override { return value(); }
+  bool boolean(bool) override { return value(); }
+  bool number_integer(number_integer_t) override { return value(); }
+  bool number_unsigned(number_unsigned_t) override { return value(); }
+  bool number_float(number_float_t, const string_t&) override { return value(); }
+  bool string(string_t&) override { return value(); }
+  bool binary(binary_t&) override { return value(); }
+  bool start_object(std::size_t) override { return open(); }
+  bool key(string_t&) override { return value(); }
+  bool end_object() override { return close(); }
+  bool start_array(std::size_t) override { return open(); }
+  bool end_array() override { return close(); }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
+    format_error(where_, what_ + " is not valid JSON: " + e.what());
+  }
+
+ private:
+  bool value() {
+    if (++values_ > lim_.max_config_values)
+      format_error(where_, what_ + " holds more than " + std::to_string(lim_.max_config_values) +
+                               " values, over the limit for one JSON/YAML document (LoadLimits::max_config_values)");
+    return true;
+  }
+  // A container opening with `depth_` containers around it is level depth_ + 1.
+  bool open() {
+    value();
+    if (depth_ >= lim_.max_config_depth)
+      format_error(where_, what_ + " is nested deeper than " + std::to_string(lim_.max_config_depth) +
+                               " levels, over the limit for one JSON/YAML document (LoadLimits::max_config_depth)");
+    ++depth_;
+    return true;
+  }
+  bool close() {
+    --depth_;
+    return true;
+  }
+
+  const std::string& where_;
+  const std::string& what_;
+  const loader::Limits& lim_;
+  uint64_t values_ = 0;
+  int depth_ = 0;
+};
+
 json parse_json(const std::string& text, const std::string& where, const std::string& what,
                 const loader::Limits& lim) {
-  uint64_t values = 0;
-  const int max_depth = lim.max_config_depth;
-  const json::parser_callback_t check = [&](int depth, json::parse_event_t event, json&) {
-    if (event == json::parse_event_t::object_end || event == json::parse_event_t::array_end) return true;
-    if (++values > lim.max_config_values)
-      format_error(where, what + " holds more than " + std::to_string(lim.max_config_values) +
-                              " values, over the limit for one JSON/YAML document (LoadLimits::max_config_values)");
-    // `depth` counts the containers around the value; a container opening at depth d is level d + 1.
-    if ((event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) &&
-        depth >= max_depth)
-      format_error(where, what + " is nested deeper than " + std::to_string(max_depth) +
-                              " levels, over the limit for one JSON/YAML document (LoadLimits::max_config_depth)");
-    return true;
-  };
+  JsonLimits limits(where, what, lim);
+  json::sax_parse(text, &limits);
   try {
-    return json::parse(text, check);
+    return json::parse(text);
   } catch (const json::parse_error& e) {
     format_error(where, what + " is not valid JSON: " + e.what());
   }

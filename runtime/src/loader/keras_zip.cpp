@@ -29,7 +29,7 @@ struct Zip {
 constexpr uint64_t kZipRatioFromBytes = uint64_t{1} << 20;
 
 // Check the zip's central directory against the limits before anything is inflated: the entry count, the declared
-// sizes of config.json / metadata.json (and their compression ratio) and of model.weights.h5.
+// sizes of config.json / metadata.json / model.weights.h5 and their compression ratio.
 void check_directory(zip_t* z, const std::string& path, const loader::Limits& lim) {
   const zip_int64_t n = zip_get_num_entries(z, 0);
   if (n < 0) throw_error(Status::FormatError, "'" + path + "' is not a readable zip (no central directory)");
@@ -62,6 +62,13 @@ void check_directory(zip_t* z, const std::string& path, const loader::Limits& li
       throw_error(Status::FormatError, entry + ", over the limit of " + loader::bytes_str(lim.max_weight_bytes) +
                                            " of weights plus " + loader::bytes_str(loader::kZipWeightsSlackBytes) +
                                            " (raise it with LoadLimits::max_weight_bytes or FKB_MAX_WEIGHT_BYTES)");
+    } else if (st.size >= kZipRatioFromBytes && st.size / loader::kMaxZipJsonRatio > st.comp_size) {
+      // Keras stores model.weights.h5 uncompressed and float weights hardly compress: a high ratio is a bomb, which
+      // would cost seconds and gigabytes to inflate before the HDF5 checks could see it.
+      throw_error(Status::FormatError, entry + " from " + loader::bytes_str(st.comp_size) +
+                                           ", a compression ratio over the limit of " +
+                                           std::to_string(loader::kMaxZipJsonRatio) +
+                                           ":1 for the weights (a decompression bomb)");
     }
   }
 }

@@ -1,0 +1,85 @@
+"""Hostile files found in a review of the loading policy (issue 11), crafted at test time from the Keras-made
+fixtures, each a variant the first rounds (craft_h5, craft_text, craft_netcdf) did not cover.
+
+craft(out_dir, fixtures_dir) -> list of cases (see tests/hostile/run_hostile.py for the protocol).
+Covered: YAML anchors nested inside each other (each anchored level keeps a copy of its subtree), a .keras whose
+model.weights.h5 entry is a deflate bomb under the weight limit, a JSON config of many small objects (quadratic in
+nlohmann's callback parser).
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from craft_text import _keras_entries, _stored, deflated_padding, write_zip  # noqa: E402
+
+MAX_VALUES = 10_000_000
+
+
+def _nested_anchors(levels, inner):
+    """`&a0 [&a1 [... [1, 1, ...] ...]]`: no alias at all, yet each anchored level keeps a copy of its subtree."""
+    return "".join(f"&a{i} [" for i in range(levels)) + "[" + ", ".join(["1"] * inner) + "]" + "]" * levels + "\n"
+
+
+def _nested_anchors_refusal(levels, inner):
+    """Where FKB refuses _nested_anchors(levels, inner): the column of the anchored sequence whose copy passes the
+    value limit. Frames close innermost first; the copy of each anchored level inside another (a_1 .. a_n-1) counts:
+    the sequence, what it nests and the (unanchored) inner sequence; the document counts every node once."""
+    doc = levels + 1 + inner  # every sequence, the inner values
+    copied = 0
+    for k in range(levels - 1, 0, -1):  # a_k closes inside a_0..a_k-1; its subtree: levels - k sequences + inner
+        sub = (levels - k) + 1 + inner
+        if sub > MAX_VALUES - doc - copied:
+            col = sum(len(f"&a{i} [") for i in range(k)) + 1
+            return f"line 1, column {col}"
+        copied += sub
+    raise AssertionError("the anchors stay under the limit")
+
+
+def craft(out, fixtures):
+    cases = []
+
+    # 1. A weights-only YAML config whose anchors nest 390 deep around 300 000 values (600 KB): no alias, but
+    #    building it kept a copy per level (117 million values, gigabytes, past the 20 s limit).
+    levels, inner = 390, 300_000
+    with open(os.path.join(out, "nested_anchors.yaml"), "w") as fh:
+        fh.write(_nested_anchors(levels, inner))
+    cases.append({"name": "yaml_nested_anchors",
+                  "argv": ["inspect", "{fixtures}/tk_weights_weights.h5", "--config", "{out}/nested_anchors.yaml"],
+                  "expect": "{out}/nested_anchors.yaml: the model config holds more than 10000000 values counting the "
+                            "copies its YAML anchors keep (at " + _nested_anchors_refusal(levels, inner) +
+                            "), over the limit for one JSON/YAML document (LoadLimits::max_config_values)"})
+
+    # 2. A .keras whose model.weights.h5 inflates to 3 GiB (the real weights, then zeros) from ~3 MB: under the
+    #    16 GiB weight limit, but inflating it took more than 20 s and gigabytes before the HDF5 checks ran.
+    e = _keras_entries(fixtures, "k3_dense_chain.keras")
+    size = 3 << 30
+    head = e["model.weights.h5"]
+    pieces, crc, total = deflated_padding(head, b"\0", size - len(head) - 1, b"\0")
+    comp = sum(len(b) * r for b, r in pieces)
+    write_zip(os.path.join(out, "weights_bomb.keras"),
+              [_stored("metadata.json", e["metadata.json"]), _stored("config.json", e["config.json"]),
+               {"name": "model.weights.h5", "method": 8, "crc": crc, "size": size, "pieces": pieces}])
+    from craft_h5 import bytes_str  # noqa: E402
+    cases.append({"name": "zip_weights_bomb", "argv": ["convert", "{out}/weights_bomb.keras", "{out}/out.h5"],
+                  "expect": "'{out}/weights_bomb.keras': zip entry 'model.weights.h5' declares 3 GiB uncompressed from "
+                            + bytes_str(comp) + ", a compression ratio over the limit of 200:1 for the weights (a "
+                            "decompression bomb)",
+                  "no_output": ["{out}/out.h5"]})
+
+    # 3. A weights-only JSON config holding 300 000 empty objects in one array (900 KB, under every limit): nlohmann's
+    #    callback parser scanned the whole array at the end of each object, quadratic (minutes).
+    with open(os.path.join(out, "many_objects.json"), "w") as fh:
+        fh.write("[" + ",".join(["{}"] * 300_000) + "]")
+    cases.append({"name": "json_many_objects",
+                  "argv": ["inspect", "{fixtures}/tk_weights_weights.h5", "--config", "{out}/many_objects.json"],
+                  "expect": "{fixtures}/tk_weights_weights.h5 (config {out}/many_objects.json): the model config is "
+                            "not a JSON object"})
+    return cases
+
+
+if __name__ == "__main__":
+    import tempfile
+    d = tempfile.mkdtemp()
+    for c in craft(d, os.path.join(os.path.dirname(__file__), "..", "fixtures")):
+        print(c["name"], c["expect"])
