@@ -4,7 +4,7 @@ fixtures, each a variant the first rounds (craft_h5, craft_text, craft_netcdf) d
 craft(out_dir, fixtures_dir) -> list of cases (see tests/hostile/run_hostile.py for the protocol).
 Covered: YAML anchors nested inside each other (each anchored level keeps a copy of its subtree), a .keras whose
 model.weights.h5 entry is a deflate bomb under the weight limit, a JSON config of many small objects (quadratic in
-nlohmann's callback parser).
+nlohmann's callback parser), a CSV input with a huge line.
 """
 
 import os
@@ -75,6 +75,16 @@ def craft(out, fixtures):
                   "argv": ["inspect", "{fixtures}/tk_weights_weights.h5", "--config", "{out}/many_objects.json"],
                   "expect": "{fixtures}/tk_weights_weights.h5 (config {out}/many_objects.json): the model config is "
                             "not a JSON object"})
+
+    # 4. A CSV input whose first line holds 34 million values (68 MB): read whole, then parsed into a second copy,
+    #    a few hundred MB of such a line printed "std::bad_alloc" under the 4 GB limit.
+    with open(os.path.join(out, "long_line.csv"), "w") as fh:
+        fh.write("0," * (34 << 20) + "0\n")
+    cases.append({"name": "csv_long_line", "argv": ["predict", "{fixtures}/tk_cbrain.h5", "--input",
+                                                    "{out}/long_line.csv", "--output", "{out}/y.npy"],
+                  "expect": "'{out}/long_line.csv' line 1 is longer than 64 MiB, over the limit for one line of a CSV "
+                            "batch (one column's features)",
+                  "no_output": ["{out}/y.npy"]})
     return cases
 
 

@@ -5,10 +5,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <new>
 #include <string>
 
 #include "fkb/error.hpp"
 #include "io/array_io.hpp"
+#include "loader/limits.hpp"
 
 namespace fkb::io {
 
@@ -39,6 +41,22 @@ bool parse_line(const std::string& line, std::vector<double>& out) {
   return true;
 }
 
+// A CSV line is one column of the batch: its features. Longer than this, it is no input of a Keras model.
+constexpr size_t kMaxLineBytes = size_t{64} << 20;
+
+// One line into `line`, without its '\n', read at most kMaxLineBytes + 1 bytes (a longer line is refused by the
+// caller before the rest of it is read); false at the end of the file.
+bool read_line(std::streambuf* sb, std::string& line) {
+  line.clear();
+  int c = sb->sbumpc();
+  if (c == std::char_traits<char>::eof()) return false;
+  for (; c != std::char_traits<char>::eof() && c != '\n'; c = sb->sbumpc()) {
+    line.push_back(static_cast<char>(c));
+    if (line.size() > kMaxLineBytes) break;
+  }
+  return true;
+}
+
 }  // namespace
 
 HostArray read_csv(const std::string& path, bool allow_empty) {
@@ -50,25 +68,36 @@ HostArray read_csv(const std::string& path, bool allow_empty) {
   std::vector<double> vals;
   int64_t cols = -1, rows = 0, lineno = 0;
   bool first = true;
-  while (std::getline(f, line)) {
-    ++lineno;
-    size_t k = line.find_first_not_of(" \t\r");
-    if (k == std::string::npos || line[k] == '#') continue;
-    if (!parse_line(line, vals)) {
-      if (first) {  // a header line
-        first = false;
-        continue;
+  try {
+    while (read_line(f.rdbuf(), line)) {
+      ++lineno;
+      if (line.size() > kMaxLineBytes)
+        throw_error(Status::FormatError, "'" + path + "' line " + std::to_string(lineno) + " is longer than " +
+                                             loader::bytes_str(kMaxLineBytes) +
+                                             ", over the limit for one line of a CSV batch (one column's features)");
+      size_t k = line.find_first_not_of(" \t\r");
+      if (k == std::string::npos || line[k] == '#') continue;
+      if (!parse_line(line, vals)) {
+        if (first) {  // a header line
+          first = false;
+          continue;
+        }
+        throw_error(Status::FormatError, "'" + path + "' line " + std::to_string(lineno) + ": not a list of numbers");
       }
-      throw_error(Status::FormatError, "'" + path + "' line " + std::to_string(lineno) + ": not a list of numbers");
+      first = false;
+      if (cols < 0) cols = static_cast<int64_t>(vals.size());
+      if (static_cast<int64_t>(vals.size()) != cols)
+        throw_error(Status::FormatError, "'" + path + "' line " + std::to_string(lineno) + " has " +
+                                             std::to_string(vals.size()) + " values, earlier lines have " +
+                                             std::to_string(cols));
+      a.f64.insert(a.f64.end(), vals.begin(), vals.end());
+      ++rows;
     }
-    first = false;
-    if (cols < 0) cols = static_cast<int64_t>(vals.size());
-    if (static_cast<int64_t>(vals.size()) != cols)
-      throw_error(Status::FormatError, "'" + path + "' line " + std::to_string(lineno) + " has " +
-                                           std::to_string(vals.size()) + " values, earlier lines have " +
-                                           std::to_string(cols));
-    a.f64.insert(a.f64.end(), vals.begin(), vals.end());
-    ++rows;
+  } catch (const std::bad_alloc&) {
+    throw_error(Status::FormatError, "'" + path + "' line " + std::to_string(lineno) + ": the values read so far (" +
+                                         loader::bytes_str(a.f64.size() * sizeof(double)) +
+                                         " as float64) do not fit in this process's memory; FKB reads a CSV batch "
+                                         "whole (use .npy for large batches)");
   }
   if (rows == 0 && !allow_empty) throw_error(Status::FormatError, "'" + path + "' holds no rows of numbers");
   // No rows of numbers (an empty file, or a header alone): a batch of 0 columns whose width is unknown.
