@@ -4,11 +4,15 @@ fixtures, each a variant the first rounds (craft_h5, craft_text, craft_netcdf) d
 craft(out_dir, fixtures_dir) -> list of cases (see tests/hostile/run_hostile.py for the protocol).
 Covered: YAML anchors nested inside each other (each anchored level keeps a copy of its subtree), a .keras whose
 model.weights.h5 entry is a deflate bomb under the weight limit, a JSON config of many small objects (quadratic in
-nlohmann's callback parser), a CSV input with a huge line.
+nlohmann's callback parser), a CSV input with a huge line, a chain of
+soft links longer than HDF5's own limit of 16.
 """
 
 import os
+import shutil
 import sys
+
+import h5py
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from craft_text import _keras_entries, _stored, deflated_padding, write_zip  # noqa: E402
@@ -85,6 +89,26 @@ def craft(out, fixtures):
                   "expect": "'{out}/long_line.csv' line 1 is longer than 64 MiB, over the limit for one line of a CSV "
                             "batch (one column's features)",
                   "no_output": ["{out}/y.npy"]})
+
+    # 5. A kernel reached through a chain of 20 soft links (all inside the file) whose shape disagrees with the
+    #    config: HDF5 stops at 16 soft links, so the chain was refused as one "which does not resolve inside the
+    #    file"; it resolves, and the shape rule is what refuses it.
+    p = os.path.join(out, "soft_chain.h5")
+    shutil.copyfile(os.path.join(fixtures, "tk_cbrain.h5"), p)
+    os.chmod(p, 0o644)
+    with h5py.File(p, "r+") as f:
+        kpath = "model_weights/dense/dense/kernel:0"
+        k = f[kpath][()]
+        del f[kpath]
+        f["model_weights/real"] = k[:, :5]
+        prev = "/model_weights/real"
+        for i in range(20):
+            f[f"model_weights/s{i}"] = h5py.SoftLink(prev)
+            prev = f"/model_weights/s{i}"
+        f[kpath] = h5py.SoftLink(prev)
+    cases.append({"name": "h5_soft_link_chain", "argv": ["inspect", "{out}/soft_chain.h5"],
+                  "expect": "{out}/soft_chain.h5: layer 'dense' (Dense): weight 'dense/kernel:0' has the shape "
+                            "(94, 5) but units=256 in the config implies (*, 256)"})
     return cases
 
 
