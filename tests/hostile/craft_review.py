@@ -5,7 +5,8 @@ craft(out_dir, fixtures_dir) -> list of cases (see tests/hostile/run_hostile.py 
 Covered: YAML anchors nested inside each other (each anchored level keeps a copy of its subtree), a .keras whose
 model.weights.h5 entry is a deflate bomb under the weight limit, a JSON config of many small objects (quadratic in
 nlohmann's callback parser), a CSV input with a huge line, a chain of
-soft links longer than HDF5's own limit of 16.
+soft links longer than HDF5's own limit of 16, a YAML config
+of one huge scalar.
 """
 
 import os
@@ -109,6 +110,15 @@ def craft(out, fixtures):
     cases.append({"name": "h5_soft_link_chain", "argv": ["inspect", "{out}/soft_chain.h5"],
                   "expect": "{out}/soft_chain.h5: layer 'dense' (Dense): weight 'dense/kernel:0' has the shape "
                             "(94, 5) but units=256 in the config implies (*, 256)"})
+
+    # 6. A weights-only YAML config holding one 48 MiB plain scalar (under the 64 MiB document limit): yaml-cpp reads
+    #    such a scalar at about 1 MB/s and FKB reads YAML twice, so it took minutes; YAML stops at 4 MiB.
+    with open(os.path.join(out, "huge_scalar.yaml"), "w") as fh:
+        fh.write("class_name: " + "x" * (48 << 20) + "\n")
+    cases.append({"name": "yaml_huge_scalar",
+                  "argv": ["inspect", "{fixtures}/tk_weights_weights.h5", "--config", "{out}/huge_scalar.yaml"],
+                  "expect": "{out}/huge_scalar.yaml: the model config is 48.0 MiB, over the limit of 4 MiB for one "
+                            "JSON/YAML document (FKB_MAX_CONFIG_BYTES; at most 4 MiB for YAML)"})
     return cases
 
 

@@ -7,6 +7,7 @@
 #include <yaml-cpp/exceptions.h>
 #include <yaml-cpp/parser.h>
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
 #include <unordered_map>
@@ -26,6 +27,10 @@ namespace {
 // yaml-cpp 0.7's parser recurses a few frames per nesting level and throws DeepRecursion near 500 levels; FKB stops
 // YAML documents at 400 levels, where that recursion still fits a 256 KiB thread stack.
 constexpr int kMaxYamlDepth = 400;
+
+// yaml-cpp reads a few MB/s (a long plain scalar: about 1 MB/s) and FKB reads a YAML document twice (counting, then
+// building): at 64 MiB a document took minutes. Keras YAML configs are kilobytes; at most this much.
+constexpr uint64_t kMaxYamlBytes = uint64_t{4} << 20;
 
 std::string mark_str(const YAML::Mark& m) {
   return "line " + std::to_string(m.line + 1) + ", column " + std::to_string(m.column + 1);
@@ -300,10 +305,12 @@ json parse_json(const std::string& text, const std::string& where, const std::st
 
 json parse_document(const std::string& text, const std::string& where, const std::string& what, bool yaml,
                     const loader::Limits& limits) {
-  if (text.size() > limits.max_config_bytes)
+  const uint64_t max_bytes =
+      yaml ? std::min<uint64_t>(limits.max_config_bytes, kMaxYamlBytes) : limits.max_config_bytes;
+  if (text.size() > max_bytes)
     format_error(where, what + " is " + loader::bytes_str(text.size()) + ", over the limit of " +
-                            loader::bytes_str(limits.max_config_bytes) +
-                            " for one JSON/YAML document (FKB_MAX_CONFIG_BYTES)");
+                            loader::bytes_str(max_bytes) + " for one JSON/YAML document (FKB_MAX_CONFIG_BYTES" +
+                            (yaml ? "; at most " + loader::bytes_str(kMaxYamlBytes) + " for YAML)" : ")"));
   return yaml ? parse_yaml(text, where, what, limits) : parse_json(text, where, what, limits);
 }
 
