@@ -46,8 +46,7 @@ void run_inspect_ensemble(const InspectArgs& a) {
   if (!a.config.empty())
     throw_error(Status::InvalidArgument, "--config applies to a single weights-only model, not to an ensemble");
   const EnsembleSpec spec = read_ensemble_spec(a.model);
-  std::vector<Model> members;
-  for (const auto& p : spec.members) members.push_back(Model::load(p));
+  const std::vector<Model> members = load_ensemble_members(spec, a.model);
   check_same_architecture(members, spec.members);  // throws naming the member, layer and shapes
   const Model& m = members[0];
   auto cpu = make_cpu_backend();

@@ -445,6 +445,26 @@ struct Ensemble::Impl {
   }
 };
 
+std::vector<Model> load_ensemble_members(const EnsembleSpec& spec, const std::string& path) {
+  // The weight limit holds for the ensemble as a whole (README "Loading policy": the sum of all weights), so members
+  // each under it cannot add up past it.
+  const uint64_t limit = loader::resolve(LoadLimits{}).max_weight_bytes;
+  uint64_t total = 0;
+  std::vector<Model> models;
+  for (size_t i = 0; i < spec.members.size(); ++i) {
+    models.push_back(Model::load(spec.members[i]));
+    const uint64_t bytes = static_cast<uint64_t>(models.back().param_count()) * sizeof(float);
+    if (bytes > limit - total)
+      throw_error(Status::FormatError, "the ensemble '" + path + "': member " + std::to_string(i + 1) + " of " +
+                                           std::to_string(spec.members.size()) + " ('" + spec.members[i] +
+                                           "') brings the members' weights to " + loader::bytes_str(total + bytes) +
+                                           ", over the limit of " + loader::bytes_str(limit) +
+                                           " (raise it with FKB_MAX_WEIGHT_BYTES)");
+    total += bytes;
+  }
+  return models;
+}
+
 Ensemble Ensemble::load(const std::string& path, const EnsembleOptions& options) {
   EnsembleSpec spec = read_ensemble_spec(path);
   EnsembleOptions o = spec.options;
@@ -458,8 +478,7 @@ Ensemble Ensemble::load(const std::string& path, const EnsembleOptions& options)
   o.nested_threads = options.nested_threads;
   if (!o.device.empty()) parse_device(o.device);  // a typo fails before the members are read
   if (!o.precision.empty()) parse_precision(o.precision);
-  std::vector<Model> models;
-  for (const auto& m : spec.members) models.push_back(Model::load(m));
+  std::vector<Model> models = load_ensemble_members(spec, path);
   return Ensemble(std::move(models), o, spec.members);
 }
 

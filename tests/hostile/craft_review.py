@@ -6,14 +6,17 @@ Covered: YAML anchors nested inside each other (each anchored level keeps a copy
 model.weights.h5 entry is a deflate bomb under the weight limit, a JSON config of many small objects (quadratic in
 nlohmann's callback parser), a CSV input with a huge line, a chain of
 soft links longer than HDF5's own limit of 16, a YAML config
-of one huge scalar.
+of one huge scalar, an ensemble whose members add up past the weight limit, a
+weight_names attribute whose dataspace declares 2^40 strings.
 """
 
 import os
 import shutil
+import struct
 import sys
 
 import h5py
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from craft_text import _keras_entries, _stored, deflated_padding, write_zip  # noqa: E402
@@ -119,6 +122,33 @@ def craft(out, fixtures):
                   "argv": ["inspect", "{fixtures}/tk_weights_weights.h5", "--config", "{out}/huge_scalar.yaml"],
                   "expect": "{out}/huge_scalar.yaml: the model config is 48.0 MiB, over the limit of 4 MiB for one "
                             "JSON/YAML document (FKB_MAX_CONFIG_BYTES; at most 4 MiB for YAML)"})
+
+    # 7. An ensemble list of three members, each under the weight limit (2.2 MiB of weights, limit 5 MiB): the sum
+    #    passes it, which loaded.
+    with open(os.path.join(out, "three.txt"), "w") as fh:
+        fh.write("\n".join([os.path.join(fixtures, "tk_cbrain.h5")] * 3) + "\n")
+    cases.append({"name": "ensemble_weight_sum", "argv": ["inspect", "{out}/three.txt"], "env": {"FKB_MAX_WEIGHT_BYTES": "5M"},
+                  "expect": "the ensemble '{out}/three.txt': member 3 of 3 ('{fixtures}/tk_cbrain.h5') brings the "
+                            "members' weights to 6.5 MiB, over the limit of 5 MiB (raise it with FKB_MAX_WEIGHT_BYTES)"})
+
+    # 8. A layer's weight_names attribute whose dataspace declares 2^40 strings (patched in the file; it stores 3001):
+    #    HDF5 cannot decode it and H5Aexists fails, which read as "no attribute": "the file lists 0 weight(s)".
+    p = os.path.join(out, "names_bomb.h5")
+    shutil.copyfile(os.path.join(fixtures, "tk_cbrain.h5"), p)
+    os.chmod(p, 0o644)
+    with h5py.File(p, "r+") as f:
+        g = f["model_weights/dense"]
+        del g.attrs["weight_names"]
+        g.attrs.create("weight_names", np.array([b"dense/kernel:0"] * 3001, dtype="S16"))
+    raw = bytearray(open(p, "rb").read())
+    dim = struct.pack("<Q", 3001)
+    at = raw.find(dim)  # the dataspace's size, then its maximum size
+    assert at > 0 and raw[at + 8:at + 16] == dim and raw.find(dim, at + 16) < 0
+    raw[at:at + 16] = struct.pack("<QQ", 1 << 40, 1 << 40)
+    open(p, "wb").write(raw)
+    cases.append({"name": "h5_names_attr_bomb", "argv": ["inspect", "{out}/names_bomb.h5"],
+                  "expect": "{out}/names_bomb.h5: layer 'dense' (Dense): attribute 'weight_names' cannot be read (its "
+                            "declared size or header is invalid): the file is truncated or corrupted"})
     return cases
 
 

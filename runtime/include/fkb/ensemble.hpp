@@ -59,6 +59,10 @@ struct EnsembleSpec {
 };
 EnsembleSpec read_ensemble_spec(const std::string& path);
 
+/// Load the members `spec` names, in order; `path` (the ensemble) names it in messages. The weight limit
+/// (FKB_MAX_WEIGHT_BYTES, README "Loading policy") holds for the members' weights together. Throws like Model::load.
+std::vector<Model> load_ensemble_members(const EnsembleSpec& spec, const std::string& path);
+
 /// Whether `path` names an ensemble rather than one Keras file: a directory, a .yaml/.yml config, or a
 /// .txt/.lst/.list list file. Never throws.
 bool is_ensemble_path(const std::string& path) noexcept;

@@ -455,6 +455,12 @@ std::string attr_string(hid_t loc, const std::string& name, const std::string& w
 }
 
 std::vector<std::string> attr_strings(hid_t loc, const std::string& name, const std::string& where) {
+  // H5Aexists fails (rather than saying "no") on an attribute whose header it cannot decode, e.g. one declaring more
+  // data than it holds: that is a corrupted file, not a layer without weights.
+  if (H5Aexists(loc, name.c_str()) < 0)
+    throw_error(Status::FormatError, where + ": attribute '" + name +
+                                         "' cannot be read (its declared size or header is invalid): the file is "
+                                         "truncated or corrupted");
   if (has_attr(loc, name)) return read_string_attr(loc, name, where, kMaxNamesAttrBytes, nullptr);
   std::vector<std::string> out;
   for (int chunk = 0; has_attr(loc, name + std::to_string(chunk)); ++chunk) {
