@@ -7,7 +7,7 @@ model.weights.h5 entry is a deflate bomb under the weight limit, a JSON config o
 nlohmann's callback parser), a CSV input with a huge line, a chain of
 soft links longer than HDF5's own limit of 16, a YAML config
 of one huge scalar, an ensemble whose members add up past the weight limit, a
-weight_names attribute whose dataspace declares 2^40 strings.
+weight_names attribute whose dataspace declares 2^40 strings, a chunked dataset of a million tiny chunks.
 """
 
 import os
@@ -149,6 +149,19 @@ def craft(out, fixtures):
     cases.append({"name": "h5_names_attr_bomb", "argv": ["inspect", "{out}/names_bomb.h5"],
                   "expect": "{out}/names_bomb.h5: layer 'dense' (Dense): attribute 'weight_names' cannot be read (its "
                             "declared size or header is invalid): the file is truncated or corrupted"})
+
+    # 9. A predict input whose dataset declares (12000, 94) floats in 1-element chunks, 12 rows stored (passing the
+    #    1000:1 rule): HDF5 keeps ~4 KiB of state per chunk a read selects, so the 1.1 million chunks ran into the
+    #    4 GB limit ("cannot read dataset") after seconds.
+    with h5py.File(os.path.join(out, "chunks.h5"), "w") as f:
+        d = f.create_dataset("x", shape=(12000, 94), dtype="f4", chunks=(1, 1))
+        d[0:12, :] = np.ones((12, 94), "f4")
+    cases.append({"name": "h5_chunk_count_bomb", "argv": ["predict", "{fixtures}/tk_cbrain.h5", "--input",
+                                                          "{out}/chunks.h5", "--dataset", "x", "--output",
+                                                          "{out}/y_chunks.npy"],
+                  "expect": "'{out}/chunks.h5': dataset 'x' declares the shape (12000, 94) in chunks of (1, 1): "
+                            "1128000 chunks, over the limit of 262144 (HDF5 keeps state for every chunk it reads)",
+                  "no_output": ["{out}/y_chunks.npy"]})
     return cases
 
 

@@ -355,6 +355,19 @@ DatasetInfo check_dataset(hid_t d, const std::string& where, const std::string& 
   const std::string sizes = "declares the shape " + shape_str(info.shape) + " (" + loader::bytes_str(declared) +
                             ") but the file stores " + loader::bytes_str(stored) + " for it";
   if (layout == H5D_CHUNKED) {
+    std::vector<hsize_t> chunk(dims.size(), 0);
+    if (rank > 0 && H5Pget_chunk(dcpl.get(), rank, chunk.data()) != rank)
+      refuse("has an unreadable chunk layout (the file is truncated or corrupted)");
+    uint64_t chunks = 1;
+    bool many = false;
+    for (size_t i = 0; i < dims.size(); ++i)
+      many = many || chunk[i] == 0 || __builtin_mul_overflow(chunks, (dims[i] + chunk[i] - 1) / chunk[i], &chunks);
+    if (many || chunks > kMaxChunks) {
+      std::vector<int64_t> cshape(chunk.begin(), chunk.end());
+      refuse("declares the shape " + shape_str(info.shape) + " in chunks of " + shape_str(cshape) + ": " +
+             (many ? std::string("more than 2^64") : std::to_string(chunks)) + " chunks, over the limit of " +
+             std::to_string(kMaxChunks) + " (HDF5 keeps state for every chunk it reads)");
+    }
     if (n > 0 && stored == 0) refuse(sizes + "; " + only_inside(file_kind) + ", not HDF5 fill values");
     if (declared > kMinRatioCheckBytes && declared / kMaxChunkedRatio > stored)
       refuse(sizes + ", more than " + std::to_string(kMaxChunkedRatio) +

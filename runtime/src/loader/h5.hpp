@@ -129,6 +129,10 @@ struct DatasetInfo {
 /// zeros; sparse chunks and stacked filters go far beyond). Applied above kMinRatioCheckBytes.
 constexpr uint64_t kMaxChunkedRatio = 1000;
 constexpr uint64_t kMinRatioCheckBytes = uint64_t{1} << 20;
+/// At most this many chunks (declared, stored or not) in a chunked dataset: HDF5 keeps state for every chunk a read
+/// selects (about 4 KiB each in HDF5 1.10), so 1-element chunks make a 20 MB file cost gigabytes and seconds. Keras
+/// writes weights contiguous; a chunked netCDF-4 input of 262 144 records (chunks of one record) still reads.
+constexpr uint64_t kMaxChunks = uint64_t{1} << 18;
 /// The layout and size checks of the loading policy on an open dataset, before anything is allocated: refuses
 /// external storage (naming the external file), virtual datasets (naming the source file), filters that are not
 /// built into HDF5 (deflate, shuffle, fletcher32, szip, nbit, scaleoffset are), element counts that overflow,
