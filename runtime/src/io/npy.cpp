@@ -135,11 +135,18 @@ HostArray read_npy(const std::string& path) {
 
   // The data must be exactly what the header declares, checked against the file size before anything is
   // allocated (README "Loading policy"): a 100-byte file cannot make FKB allocate what its header claims.
-  uint64_t n = 1;
+  // The product of the non-zero dimensions must fit too: with a 0 in the shape there is no data, but the batch's
+  // row size (the product of the other dimensions) is still computed.
+  uint64_t n = 1, nonzero = 1;
   bool overflow = false;
   for (const int64_t d : a.shape) {
-    if (d != 0 && n > (uint64_t{1} << 62) / static_cast<uint64_t>(d)) overflow = true;
-    else n *= static_cast<uint64_t>(d);
+    if (d == 0) {
+      n = 0;
+      continue;
+    }
+    if (nonzero > (uint64_t{1} << 62) / static_cast<uint64_t>(d)) overflow = true;
+    else nonzero *= static_cast<uint64_t>(d);
+    n *= static_cast<uint64_t>(d);
   }
   if (overflow || n > (uint64_t{1} << 62) / item)
     bad(path, "the header's shape " + shape + " declares more data than any file can hold");
