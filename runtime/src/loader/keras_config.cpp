@@ -280,7 +280,11 @@ LayerSpec parse_model_config(const json& doc, const std::string& where) {
   if (!is_model_class(cls))
     throw_error(Status::Unsupported, where + ": top-level class '" + cls +
                                          "' is not a Keras model; FKB reads Sequential, Functional and Model configs");
-  return parse_layer(doc, where);
+  try {
+    return parse_layer(doc, where);
+  } catch (const json::exception& e) {
+    format_error(where, std::string("the model config has a value of the wrong type (") + e.what() + ")");
+  }
 }
 
 std::string to_snake_case(const std::string& name) {
@@ -385,7 +389,12 @@ void check_supported(const LayerSpec& l, const std::string& where) {
 
 void check_supported_tree(const LayerSpec& model, const std::string& where) {
   for (const auto& l : model.layers) {
-    check_supported(l, where);
+    try {
+      check_supported(l, where);
+    } catch (const json::exception& e) {  // json::value(key, default) throws when the key holds another type
+      format_error(where, "layer '" + l.name + "' (" + l.cls + "): a config value has the wrong type (" + e.what() +
+                              ")");
+    }
     if (l.is_model) check_supported_tree(l, where);
   }
 }
@@ -742,7 +751,11 @@ class GraphBuilder {
 
 void build_graph(const LayerSpec& top, int keras_major, Model& model, const std::string& where) {
   GraphBuilder b(model, keras_major, where);
-  model.outputs = b.build(top, {}, "");
+  try {
+    model.outputs = b.build(top, {}, "");
+  } catch (const json::exception& e) {
+    format_error(where, std::string("the model config has a value of the wrong type (") + e.what() + ")");
+  }
 }
 
 }  // namespace fkb::keras

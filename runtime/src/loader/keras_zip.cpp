@@ -3,6 +3,7 @@
 #include <zip.h>
 
 #include <algorithm>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -181,7 +182,16 @@ Model load_keras_zip_buffer(const std::vector<char>& bytes, const std::string& l
   zip_error_fini(&ze);
   std::lock_guard<std::recursive_mutex> guard(h5::lock());
   h5::QuietErrors quiet;
-  return read_keras_zip(z, label, lim);
+  try {
+    return read_keras_zip(z, label, lim);
+  } catch (const json::exception& e) {  // a config value of another type than Keras writes (json::value)
+    throw_error(Status::FormatError, "'" + label + "': the model config has a value of the wrong type (" +
+                                         std::string(e.what()) + ")");
+  } catch (const std::bad_alloc&) {
+    throw_error(Status::FormatError, "'" + label +
+                                         "': out of memory while loading: the file declares more data than this "
+                                         "process can allocate (see LoadLimits / FKB_MAX_WEIGHT_BYTES)");
+  }
 }
 
 }  // namespace fkb

@@ -145,6 +145,9 @@ Model load_h5_image(const std::vector<char>& image, const std::string& label, co
   try {
     h5::File f = h5::File::open_image(image, label);
     return load_h5_file(f, label, options, lim);
+  } catch (const json::exception& e) {  // a config value of another type than Keras writes (json::value)
+    throw_error(Status::FormatError, "'" + label + "': the model config has a value of the wrong type (" +
+                                         std::string(e.what()) + ")");
   } catch (const std::bad_alloc&) {
     throw_error(Status::FormatError, "'" + label +
                                          "': out of memory while loading: the file declares more data than this "
