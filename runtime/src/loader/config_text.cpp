@@ -25,7 +25,8 @@ namespace {
 
 
 // yaml-cpp 0.7's parser recurses a few frames per nesting level and throws DeepRecursion near 500 levels; FKB stops
-// YAML documents at 400 levels, where that recursion still fits a 256 KiB thread stack.
+// YAML documents at 400 levels, where that recursion fits a 2 MiB thread stack (tests/unit/test_loader_text_policy.cpp;
+// it needs about 250 KiB in one Release build and over 256 KiB in another, depending on inlining).
 constexpr int kMaxYamlDepth = 400;
 
 // yaml-cpp reads a few MB/s (a long plain scalar: about 1 MB/s) and FKB reads a YAML document twice (counting, then

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <sstream>
 #include <utility>
+#include <vector>
 
 #include "fkb/error.hpp"
 
@@ -83,9 +84,9 @@ std::string read_text_file(const std::string& path, const std::string& what, uin
                                          " for one configuration file (FKB_MAX_CONFIG_BYTES)");
   // Not a regular file (a pipe): read at most the limit plus one byte.
   std::string out;
-  char buf[1 << 16];
-  while (f.read(buf, sizeof buf) || f.gcount() > 0) {
-    out.append(buf, static_cast<size_t>(f.gcount()));
+  std::vector<char> buf(size_t{1} << 16);  // on the heap: a caller's thread may have a small stack
+  while (f.read(buf.data(), static_cast<std::streamsize>(buf.size())) || f.gcount() > 0) {
+    out.append(buf.data(), static_cast<size_t>(f.gcount()));
     if (out.size() > max_bytes)
       throw_error(Status::FormatError, "the " + what + " '" + path + "' is over the limit of " +
                                            bytes_str(max_bytes) + " for one configuration file (FKB_MAX_CONFIG_BYTES)");
