@@ -335,7 +335,7 @@ def craft(out_dir, fixtures_dir):
         "no_output": ["{out}/y_bomb_input.npy"],
     })
 
-    # Placeholders: messages name files as given on the command line.
+    # (argv and expect use the {out}/{fixtures} placeholders: FKB names files as they are given on the command line.)
     return cases
 
 

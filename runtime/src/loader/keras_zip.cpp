@@ -182,16 +182,7 @@ Model load_keras_zip_buffer(const std::vector<char>& bytes, const std::string& l
   zip_error_fini(&ze);
   std::lock_guard<std::recursive_mutex> guard(h5::lock());
   h5::QuietErrors quiet;
-  try {
-    return read_keras_zip(z, label, lim);
-  } catch (const json::exception& e) {  // a config value of another type than Keras writes (json::value)
-    throw_error(Status::FormatError, "'" + label + "': the model config has a value of the wrong type (" +
-                                         std::string(e.what()) + ")");
-  } catch (const std::bad_alloc&) {
-    throw_error(Status::FormatError, "'" + label +
-                                         "': out of memory while loading: the file declares more data than this "
-                                         "process can allocate (see LoadLimits / FKB_MAX_WEIGHT_BYTES)");
-  }
+  return load_guarded(label, [&] { return read_keras_zip(z, label, lim); });
 }
 
 }  // namespace fkb

@@ -138,13 +138,9 @@ Model load_h5_file(const h5::File& f, const std::string& path, const Model::Load
 
 }  // namespace
 
-Model load_h5_image(const std::vector<char>& image, const std::string& label, const Model::LoadOptions& options) {
-  const loader::Limits lim = loader::resolve(options.limits);
-  std::lock_guard<std::recursive_mutex> guard(h5::lock());
-  h5::QuietErrors quiet;
+Model load_guarded(const std::string& label, const std::function<Model()>& load) {
   try {
-    h5::File f = h5::File::open_image(image, label);
-    return load_h5_file(f, label, options, lim);
+    return load();
   } catch (const json::exception& e) {  // a config value of another type than Keras writes (json::value)
     throw_error(Status::FormatError, "'" + label + "': the model config has a value of the wrong type (" +
                                          std::string(e.what()) + ")");
@@ -153,6 +149,16 @@ Model load_h5_image(const std::vector<char>& image, const std::string& label, co
                                          "': out of memory while loading: the file declares more data than this "
                                          "process can allocate (see LoadLimits / FKB_MAX_WEIGHT_BYTES)");
   }
+}
+
+Model load_h5_image(const std::vector<char>& image, const std::string& label, const Model::LoadOptions& options) {
+  const loader::Limits lim = loader::resolve(options.limits);
+  std::lock_guard<std::recursive_mutex> guard(h5::lock());
+  h5::QuietErrors quiet;
+  return load_guarded(label, [&] {
+    h5::File f = h5::File::open_image(image, label);
+    return load_h5_file(f, label, options, lim);
+  });
 }
 
 Model Model::load(const std::string& path, const LoadOptions& options) {

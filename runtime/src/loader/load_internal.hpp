@@ -2,6 +2,7 @@
 // targets (tests/fuzz), which feed them bytes without a file on disk.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,9 @@ void take_keras_versions(ModelInfo& info, const keras::json& doc);
 /// Build the graph from a spec tree with its weights and infer shapes; errors are prefixed with `where`.
 void finish_model(Model& m, keras::LayerSpec& top, int major, const std::string& where);
 
+/// Run `load`, turning what escapes the readers into FormatError naming `label`: a config value of another type
+/// than Keras writes (nlohmann's json::value throws), and running out of memory.
+Model load_guarded(const std::string& label, const std::function<Model()>& load);
 /// A .keras zip on disk (loader/keras_zip.cpp). The caller holds h5::lock() and an h5::QuietErrors.
 Model load_keras_zip(const std::string& path, const loader::Limits& limits);
 /// A .keras zip held in memory; `label` names it in messages. Takes the HDF5 lock itself.
