@@ -82,7 +82,8 @@ const Shape& Model::output_shape(int i) const {
 
 int64_t Model::param_count() const {
   int64_t n = 0;
-  for (const auto& node : nodes) n += node.param_count();
+  for (const auto& node : nodes)
+    if (node.shared_from < 0) n += node.param_count();  // a shared layer's weights count once, as in Keras
   return n;
 }
 

@@ -37,11 +37,13 @@ enum class OpKind {
   Activation,     ///< element-wise activation (Activation, LeakyReLU, ReLU, ELU, PReLU, Softmax layers)
   Dropout,        ///< identity at inference (also GaussianNoise/GaussianDropout/AlphaDropout, SpatialDropout1D)
   BatchNorm,      ///< (x - mean) / sqrt(var + eps) * gamma + beta over `axis`
-  Normalization,  ///< (x - mean) / max(sqrt(var), epsilon=1e-7) over the last axis (Keras Normalization layer)
+  Normalization,  ///< (x - mean) / max(sqrt(var), epsilon=1e-7) (Keras Normalization); `invert`: x * sqrt(var) + mean.
+                  ///< mean/variance have the node's shape with 1 on axes Keras does not normalize over, so they
+                  ///< broadcast (axis=-1: {features}; axis=None: {} or all ones, one scalar for every element)
   Rescaling,      ///< x * scale + offset
-  Add,
-  Subtract,
-  Multiply,
+  Add,            ///< merge layers (Add ... Minimum): element-wise over inputs whose per-column shapes broadcast
+  Subtract,       ///< as NumPy/Keras do (right-aligned; a 1 stretches): (2,) with (1,), (30, 8) with (30, 1) or
+  Multiply,       ///< (1, 8). The node's shape is the broadcast shape.
   Average,
   Maximum,
   Minimum,
@@ -84,6 +86,14 @@ struct Node {
   float epsilon = 1e-3f;
 
   Shape target_shape;       ///< Reshape
+
+  bool invert = false;      ///< Normalization(invert=True): de-normalizes, y = x * sqrt(variance) + mean (Keras 3)
+
+  /// A Keras layer called several times (shared weights) becomes one node per call, each with a copy of the
+  /// weights. Every call after the first holds the index of the first call's node here (-1: the first or only
+  /// call). Keras counts the layer's parameters once (Model::param_count does too) and writers write one layer
+  /// with several inbound nodes.
+  int shared_from = -1;
 
   /// Keras variables by role: "kernel", "bias", "gamma", "beta", "moving_mean", "moving_variance",
   /// "mean", "variance", "count" (adapted Normalization; count is unused), "alpha" (PReLU).
