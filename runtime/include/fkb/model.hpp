@@ -89,6 +89,12 @@ struct Node {
 
   bool invert = false;      ///< Normalization(invert=True): de-normalizes, y = x * sqrt(variance) + mean (Keras 3)
 
+  /// Keras 3 int8-quantized Dense (model.quantize("int8")): weights["kernel"] holds the int8 values (exact in
+  /// float32) and weights["kernel_scale"] one scale per unit. Keras quantizes each column's inputs to int8 too
+  /// (its AbsMaxQuantizer over the last axis) and divides the integer product by both scales; backends do the
+  /// same so the outputs match Keras, not a dequantized float model.
+  bool quantized_int8 = false;
+
   /// A Keras layer called several times (shared weights) becomes one node per call, each with a copy of the
   /// weights. Every call after the first holds the index of the first call's node here (-1: the first or only
   /// call). Keras counts the layer's parameters once (Model::param_count does too) and writers write one layer
@@ -121,6 +127,9 @@ struct ModelInfo {
   std::string model_class;     ///< top-level class: "Sequential", "Functional", "Model"
   std::string name;            ///< Keras model name
   int keras_major = 0;         ///< 2 or 3 (decides version-dependent semantics such as hard_sigmoid)
+  /// Models built with dict inputs/outputs (keras.Input dicts, Model(inputs={...}, outputs={...})): the dict
+  /// keys in Keras' flat order (sorted keys), one per Model::inputs / Model::outputs entry. Empty for lists.
+  std::vector<std::string> input_keys, output_keys;
 };
 
 /// A loaded model. Value type: copying copies the weights.
