@@ -7,6 +7,7 @@
 #include <new>
 
 #include "fkb/error.hpp"
+#include "loader/h5_vlen_guard.hpp"
 
 namespace fkb::h5 {
 
@@ -421,6 +422,8 @@ std::vector<std::string> read_string_attr(hid_t loc, const std::string& name, co
   try {
     if (vlen) {
       Handle mem(H5Tcopy(H5T_C_S1), Handle::Kind::Datatype);
+      // HDF5 1.10 follows each string's global-heap reference without checking it: check first.
+      check_vlen_string_attr(loc, name, static_cast<uint64_t>(n), where);
       H5Tset_size(mem.get(), H5T_VARIABLE);
       H5Tset_cset(mem.get(), H5Tget_cset(type.get()));
       std::vector<char*> ptrs(static_cast<size_t>(n), nullptr);
