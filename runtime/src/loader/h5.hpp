@@ -156,11 +156,13 @@ std::vector<std::string> attr_strings(hid_t loc, const std::string& name, const 
 /// Names of the links in the group at `path` (opened with open_group), in name order.
 std::vector<std::string> children(hid_t loc, const std::string& path, const std::string& where);
 
-/// Read a dataset as float32 (HDF5 converts from float16/float64/int). The loading policy is applied first
-/// (exists, check_dataset, `rule`, then `budget`), so nothing is allocated for a refused dataset. Throws FormatError
-/// naming the dataset and `where`.
+/// Read a dataset as float32 (HDF5 converts from float16/float64/int; bfloat16 is widened exactly). bfloat16 is a
+/// 2-byte opaque type (h5py's storage of ml_dtypes.bfloat16): read as such when the dataset carries Keras 3's
+/// dtype="bfloat16" attribute, or when `layer_bfloat16` says the layer's variables are bfloat16 (Keras 3's legacy
+/// .h5 writer marks nothing). The loading policy is applied first (exists, check_dataset, `rule`, then `budget`), so
+/// nothing is allocated for a refused dataset. Throws FormatError naming the dataset and `where`.
 Array read_array(hid_t loc, const std::string& path, const std::string& where, loader::WeightBudget& budget,
-                 const ShapeRule* rule = nullptr);
+                 const ShapeRule* rule = nullptr, bool layer_bfloat16 = false);
 
 // ---- writing ---------------------------------------------------------------------------------------------------
 /// A new in-memory HDF5 file (core driver, no backing store); take its bytes with file_image().
@@ -175,7 +177,20 @@ void write_attr_string(hid_t loc, const std::string& name, const std::string& va
 /// as h5py writes an empty list.
 void write_attr_strings(hid_t loc, const std::string& name, const std::vector<std::string>& values,
                         const std::string& where);
-/// float32 dataset at `path` (parents created).
-void write_array(hid_t loc, const std::string& path, const Array& a, const std::string& where);
+/// Like write_attr_strings, but split as Keras' save_attributes_to_hdf5_group does when the fixed-length array would
+/// exceed HDF5's object header limit (64512 bytes): name0, name1, ... (numpy.array_split of the list into the fewest
+/// chunks that fit, every chunk with the width of the longest string). Throws InvalidArgument naming the string
+/// when one string alone exceeds the limit (Keras refuses those too).
+void write_attr_strings_chunked(hid_t loc, const std::string& name, const std::vector<std::string>& values,
+                                const std::string& where);
+/// HDF5's object header limit Keras splits attributes at (keras legacy_h5_format.HDF5_OBJECT_HEADER_LIMIT).
+constexpr size_t kKerasAttributeLimit = 64512;
+
+/// How write_array stores values (all come from float32 in memory). BFloat16 is what Keras 3 writes for a bfloat16
+/// variable: a 2-byte opaque type (the upper half of the float32, rounded to nearest even).
+enum class StoreType { Float32, Float16, Float64, BFloat16, Int64, Int8 };
+/// Dataset at `path` (parents created), stored as `type` (default float32).
+void write_array(hid_t loc, const std::string& path, const Array& a, const std::string& where,
+                 StoreType type = StoreType::Float32);
 
 }  // namespace fkb::h5
