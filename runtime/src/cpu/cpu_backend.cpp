@@ -389,6 +389,7 @@ class CpuPlan final : public CpuBlockPlan {
           break;
         }
         case StepKind::Affine: apply_affine(s, vp[s.in[0]], out, b, fout); break;
+        case StepKind::Int8Gemm: apply_int8_gemm(s, vp[s.in[0]], out, b, mem + scratch_off_); break;
         case StepKind::Act: apply_activation(s, vp[s.in[0]], out, b, fout); break;
         case StepKind::Merge:
         case StepKind::Concat:

@@ -95,7 +95,80 @@ void apply_activation(const Step& s, const float* in, float* out, int64_t ncol, 
   apply_epilogue(s.epi, out, ncol, nf);
 }
 
+namespace {
+
+// Keras' merge of two operands (ops.maximum/minimum: NaN in either operand gives NaN, as in TensorFlow).
+inline float merge2(OpKind op, float a, float b) {
+  switch (op) {
+    case OpKind::Add:
+    case OpKind::Average: return a + b;
+    case OpKind::Subtract: return a - b;
+    case OpKind::Multiply: return a * b;
+    case OpKind::Maximum: return (a != a || b != b) ? NAN : std::fmax(a, b);
+    case OpKind::Minimum: return (a != a || b != b) ? NAN : std::fmin(a, b);
+    default: return a;
+  }
+}
+
+template <OpKind K>
+void merge_gather_rows(float* __restrict out, const float* __restrict x, const int32_t* __restrict idx, int64_t ncol,
+                       int64_t nf, int64_t nx) {
+  for (int64_t c = 0; c < ncol; ++c) {
+    float* __restrict y = out + c * nf;
+    const float* __restrict xc = x + c * nx;
+    for (int64_t f = 0; f < nf; ++f) y[f] = merge2(K, y[f], xc[idx[f]]);
+  }
+}
+
+// Merge with NumPy broadcasting: out starts as input 0 (gathered when it broadcasts), then each further input is
+// merged in, element by element as Keras does (output = op(output, x) in input order).
+void apply_merge_broadcast(const Step& s, const float* const* in, int nin, float* __restrict out, int64_t ncol,
+                           int64_t nf) {
+  for (int i = 0; i < nin; ++i) {
+    const std::vector<int32_t>& idx = s.merge_index[static_cast<size_t>(i)];
+    const int64_t nx = s.merge_in_features[static_cast<size_t>(i)];
+    const float* __restrict x = in[i];
+    if (i == 0) {
+      if (idx.empty()) {
+        std::memcpy(out, x, sizeof(float) * static_cast<size_t>(ncol * nf));
+      } else {
+        for (int64_t c = 0; c < ncol; ++c)
+          for (int64_t f = 0; f < nf; ++f) out[c * nf + f] = x[c * nx + idx[f]];
+      }
+      continue;
+    }
+    if (idx.empty()) {
+      const int64_t n = ncol * nf;
+      for (int64_t j = 0; j < n; ++j) out[j] = merge2(s.merge, out[j], x[j]);
+      continue;
+    }
+    switch (s.merge) {
+#define FKB_MERGE(K) \
+  case OpKind::K: merge_gather_rows<OpKind::K>(out, x, idx.data(), ncol, nf, nx); break;
+      FKB_MERGE(Add)
+      FKB_MERGE(Average)
+      FKB_MERGE(Subtract)
+      FKB_MERGE(Multiply)
+      FKB_MERGE(Maximum)
+      FKB_MERGE(Minimum)
+#undef FKB_MERGE
+      default: break;
+    }
+  }
+}
+
+}  // namespace
+
 void apply_merge(const Step& s, const float* const* in, int nin, float* __restrict out, int64_t ncol, int64_t nf) {
+  if (!s.merge_index.empty()) {
+    apply_merge_broadcast(s, in, nin, out, ncol, nf);
+    if (s.merge == OpKind::Average) {
+      const float d = static_cast<float>(nin);
+      for (int64_t j = 0; j < ncol * nf; ++j) out[j] /= d;
+    }
+    if (!s.epi.is_identity()) apply_epilogue(s.epi, out, ncol, nf);
+    return;
+  }
   const int64_t n = ncol * nf;
   std::memcpy(out, in[0], sizeof(float) * static_cast<size_t>(n));
   for (int i = 1; i < nin; ++i) {
@@ -126,6 +199,38 @@ void apply_merge(const Step& s, const float* const* in, int nin, float* __restri
     for (int64_t j = 0; j < n; ++j) out[j] /= d;
   }
   if (!s.epi.is_identity()) apply_epilogue(s.epi, out, ncol, nf);
+}
+
+void apply_int8_gemm(const Step& s, const float* in, float* out, int64_t ncol, void* scratch) {
+  const int64_t k = s.k, n = s.n, rows = ncol * s.rows_per_col;
+  int32_t* __restrict q = static_cast<int32_t*>(scratch);
+  int32_t* __restrict acc = q + k;
+  const int32_t* __restrict w = s.qw.data();
+  const float* __restrict ks = s.kernel_scale.data();
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* __restrict x = in + r * k;
+    // Keras' AbsMaxQuantizer over the last axis (quantizers.py abs_max_quantize): scale = 127 / (max|x| + 1e-7)
+    // in float32, q = clip(round_half_even(x * scale), -127, 127).
+    float amax = 0.0f;
+    for (int64_t i = 0; i < k; ++i) amax = std::fmax(amax, std::fabs(x[i]));
+    const float scale = 127.0f / (amax + 1e-7f);
+    for (int64_t i = 0; i < k; ++i) {
+      const float v = std::nearbyint(x[i] * scale);  // default rounding mode: to nearest, ties to even
+      q[i] = static_cast<int32_t>(std::fmin(std::fmax(v, -127.0f), 127.0f));
+    }
+    // The integer product, exact in int32 (|sum| <= k * 127 * 128), as Keras' int8 x int8 -> int32 matmul.
+    for (int64_t j = 0; j < n; ++j) acc[j] = 0;
+    for (int64_t i = 0; i < k; ++i) {
+      const int32_t qi = q[i];
+      if (qi == 0) continue;
+      const int32_t* __restrict wr = w + i * n;
+      for (int64_t j = 0; j < n; ++j) acc[j] += qi * wr[j];
+    }
+    // Keras: cast(x, float32) / (kernel_scale * inputs_scale); bias and activation follow in the epilogue.
+    float* __restrict y = out + r * n;
+    for (int64_t j = 0; j < n; ++j) y[j] = static_cast<float>(acc[j]) / (ks[j] * scale);
+  }
+  if (!s.epi.is_identity()) apply_epilogue(s.epi, out, ncol, s.rows_per_col * n);
 }
 
 void apply_concat(const Step& s, const float* const* in, float* out, int64_t ncol) {

@@ -17,8 +17,11 @@ void apply_affine(const Step& s, const float* in, float* out, int64_t ncol, int6
 /// out = in, then the epilogue (an activation that could not be fused).
 void apply_activation(const Step& s, const float* in, float* out, int64_t ncol, int64_t features);
 
-/// Element-wise merge of `nin` inputs of equal shape, then the epilogue.
+/// Element-wise merge of `nin` inputs (broadcast through Step::merge_index when given), then the epilogue.
 void apply_merge(const Step& s, const float* const* in, int nin, float* out, int64_t ncol, int64_t features);
+
+/// Keras 3 int8 Dense (Step::Int8Gemm) on ncol columns, then the epilogue. `scratch` holds k + n int32.
+void apply_int8_gemm(const Step& s, const float* in, float* out, int64_t ncol, void* scratch);
 
 /// Concatenation per column (Step::outer, Step::inner).
 void apply_concat(const Step& s, const float* const* in, float* out, int64_t ncol);

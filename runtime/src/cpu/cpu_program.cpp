@@ -5,6 +5,7 @@
 #include <cmath>
 #include <limits>
 
+#include "cpu/broadcast.hpp"
 #include "custom_call.hpp"
 #include "fkb/custom_layer.hpp"
 #include "fkb/error.hpp"
@@ -138,6 +139,10 @@ struct Lowering {
           s.epi = activation_epilogue(n, n.shape);
           break;
         case OpKind::Dense: {
+          if (n.quantized_int8) {
+            lower_int8_dense(n, in, fout, s);
+            break;
+          }
           s.kind = StepKind::Gemm;
           s.k = in.back();
           s.n = n.units;
@@ -205,14 +210,19 @@ struct Lowering {
           break;
         }
         case OpKind::Normalization: {
-          // Keras: (x - mean) / maximum(sqrt(variance), epsilon()) with the backend epsilon 1e-7.
+          // Keras: (x - mean) / maximum(sqrt(variance), epsilon()) with the backend epsilon 1e-7; invert=True:
+          // mean + x * maximum(sqrt(variance), epsilon()) (Keras 3 and tf-keras alike). mean/variance broadcast
+          // NumPy-style against the input (axis=None: one value; other axes: size-1 axes).
           s.kind = StepKind::Affine;
           std::vector<float> mean = broadcast_to(n, "mean", required(n, "mean"), in);
           std::vector<float> var = broadcast_to(n, "variance", required(n, "variance"), in);
           s.scale.resize(mean.size());
-          for (size_t i = 0; i < mean.size(); ++i) s.scale[i] = 1.0f / std::max(std::sqrt(var[i]), 1e-7f);
+          for (size_t i = 0; i < mean.size(); ++i) {
+            const float d = std::max(std::sqrt(var[i]), 1e-7f);
+            s.scale[i] = n.invert ? d : 1.0f / d;
+          }
           s.shift = std::move(mean);
-          s.subtract_first = true;
+          s.subtract_first = !n.invert;
           break;
         }
         case OpKind::Rescaling: {
@@ -231,6 +241,7 @@ struct Lowering {
         case OpKind::Minimum:
           s.kind = StepKind::Merge;
           s.merge = n.op;
+          lower_merge_broadcast(n, s);
           break;
         case OpKind::Concatenate: {
           s.kind = StepKind::Concat;
@@ -244,7 +255,8 @@ struct Lowering {
       for (int i : n.inputs) s.in.push_back(node_value[i]);
       s.out = new_value(fout);
       node_value[ni] = s.out;
-      add_step(std::move(s), n.op);
+      // An inverted Normalization is x * d + mean, the form BatchNorm/Rescaling have: it folds like them.
+      add_step(std::move(s), n.op == OpKind::Normalization && n.invert ? OpKind::Rescaling : n.op);
     }
     for (int i = 0; i < m.num_inputs(); ++i) {
       const int v = node_value[m.inputs[i]];
@@ -252,6 +264,60 @@ struct Lowering {
       p.values[v].input = i;
     }
     for (int o : m.outputs) p.outputs.push_back(node_value[o]);
+  }
+
+  // Merge inputs whose shape differs from the output's read through an index table (NumPy broadcasting);
+  // inputs of the output's own layout keep the plain element-wise loops.
+  void lower_merge_broadcast(const Node& n, Step& s) {
+    std::vector<std::vector<int32_t>> index(n.inputs.size());
+    std::vector<int64_t> features(n.inputs.size());
+    bool any = false;
+    const int64_t fout = shape_size(n.shape);
+    for (size_t i = 0; i < n.inputs.size(); ++i) {
+      const Shape& is = m.nodes[n.inputs[i]].shape;
+      features[i] = shape_size(is);
+      BroadcastRead r;
+      std::string why;
+      if (!broadcast_read(is, n.shape, &r, &why)) unsupported(n, why);
+      if (r.identity() && features[i] == fout) continue;
+      if (fout > std::numeric_limits<int32_t>::max()) unsupported(n, "broadcast output too large");
+      any = true;
+      index[i].resize(static_cast<size_t>(fout));
+      for (int64_t q = 0; q < fout; ++q) index[i][q] = static_cast<int32_t>(r.index(q));
+    }
+    if (!any) return;
+    s.merge_index = std::move(index);
+    s.merge_in_features = std::move(features);
+  }
+
+  // Keras 3 int8 Dense (dense.py _int8_call with the default AbsMaxQuantizer on the inputs): the kernel holds
+  // int8 values, kernel_scale one float per unit.
+  void lower_int8_dense(const Node& n, const Shape& in, int64_t fout, Step& s) {
+    s.kind = StepKind::Int8Gemm;
+    s.k = in.back();
+    s.n = n.units;
+    s.rows_per_col = shape_size(in) / s.k;
+    const Array& kernel = required(n, "kernel");
+    const Array& scale = required(n, "kernel_scale");
+    if (kernel.size() != s.k * s.n || scale.size() != s.n)
+      unsupported(n, "int8 kernel " + shape_str(kernel.shape) + " or kernel_scale " + shape_str(scale.shape) +
+                         " does not match " + std::to_string(s.k) + " inputs and " + std::to_string(s.n) + " units");
+    s.qw.resize(kernel.data.size());
+    for (size_t i = 0; i < kernel.data.size(); ++i) {
+      const float v = kernel.data[i];
+      if (!(v >= -128.0f && v <= 127.0f) || v != std::nearbyint(v))
+        unsupported(n, "int8 kernel holds " + std::to_string(v) + ", not an int8 value");
+      s.qw[i] = static_cast<int32_t>(v);
+    }
+    s.kernel_scale = scale.data;
+    s.epi = activation_epilogue(n, n.shape);
+    if (n.use_bias) {
+      const Array& b = required(n, "bias");
+      s.epi.bias.resize(fout);
+      for (int64_t f = 0; f < fout; ++f) s.epi.bias[f] = b.data[f % s.n];
+    }
+    // One row at a time: its quantized inputs and int32 sums (4 bytes each, counted in floats).
+    p.scratch_per_col = std::max(p.scratch_per_col, s.k + s.n);
   }
 
   // Number of readers of each value (steps and model outputs).

@@ -39,9 +39,10 @@ enum class StepKind {
   Conv1D,  ///< im2col into scratch, then a GEMM
   Affine,  ///< out[f] = in[f] * scale[f] + shift[f]  (BatchNorm, Rescaling; Normalization: see subtract_first)
   Act,     ///< element-wise activation / softmax only (the epilogue, out of place)
-  Merge,   ///< Add, Subtract, Multiply, Average, Maximum, Minimum over equal shapes
+  Merge,   ///< Add, Subtract, Multiply, Average, Maximum, Minimum (inputs broadcast NumPy-style)
   Concat,  ///< concatenation along a per-column axis
   Custom,  ///< a registered custom layer: its cpu function on the block (fkb/custom_layer.hpp)
+  Int8Gemm,  ///< Keras 3 int8-quantized Dense: per-row int8 inputs, int32 product, divided by both scales
 };
 
 struct Step {
@@ -60,6 +61,13 @@ struct Step {
   bool subtract_first = false;      ///< out = (in - shift) * scale (Keras Normalization's form)
   // Merge
   OpKind merge = OpKind::Add;
+  /// Per input: empty when it has the output's layout (the fast path), else the input element read by each
+  /// output element of a column (NumPy broadcasting, broadcast.hpp). Empty vector: no input broadcasts.
+  std::vector<std::vector<int32_t>> merge_index;
+  std::vector<int64_t> merge_in_features;  ///< floats per column of each input (with merge_index)
+  // Int8Gemm (k, n, rows_per_col as Gemm): the int8 kernel [k][n] and Keras' per-unit kernel_scale
+  std::vector<int32_t> qw;
+  std::vector<float> kernel_scale;
   // Concat: per column, `outer` repetitions of each input's `inner[i]` contiguous values
   int64_t outer = 1;
   std::vector<int64_t> inner;
