@@ -171,6 +171,52 @@ void require_weight(const Node& n, const char* role) {
   if (!n.find(role)) shape_error(n, std::string("weight '") + role + "' is missing from the file");
 }
 
+// NumPy broadcasting of two per-column shapes: right-aligned, an axis of 1 stretches to the other's size.
+Shape broadcast_shapes(const Node& n, const Shape& a, const Shape& b) {
+  Shape out(std::max(a.size(), b.size()), 1);
+  for (size_t k = 0; k < out.size(); ++k) {
+    const int64_t da = k < a.size() ? a[a.size() - 1 - k] : 1;
+    const int64_t db = k < b.size() ? b[b.size() - 1 - k] : 1;
+    if (da != db && da != 1 && db != 1)
+      shape_error(n, "inputs of shapes " + shape_str(a) + " and " + shape_str(b) +
+                         " do not broadcast (per-column shapes are aligned on the right; each axis must be equal or 1 "
+                         "in one of them, as in Keras and NumPy)");
+    out[out.size() - 1 - k] = std::max(da, db);
+  }
+  return out;
+}
+
+// Normalization's mean/variance: Keras keeps one value per element of the normalized axis (`axis`, already a
+// negative per-column axis) and broadcasts over the others (normalization.py build: _broadcast_shape). A 1-D array
+// of the axis' size is placed on that axis ({levels} -> {levels, 1} for axis -2); one value stays a scalar; an array
+// that already broadcasts against the input is kept (leading size-1 axes beyond the input's rank dropped). Anything
+// else is refused naming both shapes.
+void normalization_stat_shape(Node& n, const char* role, const Shape& in) {
+  auto it = n.weights.find(role);
+  Array& a = it != n.weights.end() ? it->second : n.constants.at(role);
+  const int rank = static_cast<int>(in.size());
+  const int axis = n.axis + rank;
+  // Older tf.keras (2.x experimental.preprocessing) kept the batch axis: (1, features).
+  while (a.shape.size() > in.size() && a.shape.front() == 1) a.shape.erase(a.shape.begin());
+  if (a.size() == 1) return;
+  if (a.shape.size() == 1 && a.shape[0] == in[axis]) {
+    if (axis != rank - 1) {
+      a.shape.assign(in.size(), 1);
+      a.shape[axis] = in[axis];
+    }
+    return;
+  }
+  bool ok = a.shape.size() <= in.size() && shape_size(a.shape) == a.size();
+  for (size_t k = 0; ok && k < a.shape.size(); ++k) {
+    const int64_t d = a.shape[a.shape.size() - 1 - k];
+    ok = d == 1 || d == in[in.size() - 1 - k];
+  }
+  if (!ok)
+    shape_error(n, std::string(role) + " has shape " + shape_str(a.shape) + ", which does not broadcast against the " +
+                       "input shape " + shape_str(in) + " with axis " + std::to_string(n.axis) +
+                       "; Keras keeps one value per element of the normalized axis (or one value for axis=None)");
+}
+
 }  // namespace
 
 void Model::infer_shapes() {
@@ -267,10 +313,8 @@ void Model::infer_shapes() {
         n.shape = in;
         require_weight(n, "mean");
         require_weight(n, "variance");
-        const int64_t nm = n.find("mean")->size();
-        if (nm != 1 && nm != in.back() && nm != shape_size(in))
-          shape_error(n, "mean has " + std::to_string(nm) + " values for an input of shape " + shape_str(in));
-        if (n.find("variance")->size() != nm) shape_error(n, "mean and variance differ in size");
+        n.axis = per_column_axis(n, n.axis, in.size()) - static_cast<int>(in.size());  // store as negative
+        for (const char* r : {"mean", "variance"}) normalization_stat_shape(n, r, in);
         break;
       }
       case OpKind::Rescaling: {
@@ -290,11 +334,11 @@ void Model::infer_shapes() {
       case OpKind::Maximum:
       case OpKind::Minimum: {
         if (n.op == OpKind::Subtract && n.inputs.size() != 2) shape_error(n, "Subtract needs exactly 2 inputs");
-        for (int i : n.inputs)
-          if (nodes[i].shape != in)
-            shape_error(n, "inputs have shapes " + shape_str(in) + " and " + shape_str(nodes[i].shape) +
-                               "; FKB supports merge layers on equal shapes (no broadcasting)");
-        n.shape = in;
+        // Keras broadcasts the inputs (merging.base_merge expands lower ranks at axis 1, i.e. per column on the
+        // left, then broadcasts): NumPy's rules on the per-column shapes.
+        Shape out = in;
+        for (int i : n.inputs) out = broadcast_shapes(n, out, nodes[i].shape);
+        n.shape = out;
         break;
       }
       case OpKind::Concatenate: {

@@ -13,8 +13,6 @@
 
 namespace fkb::keras {
 
-namespace {
-
 [[noreturn]] void format_error(const std::string& where, const std::string& what) {
   throw_error(Status::FormatError, where + ": " + what);
 }
@@ -26,6 +24,8 @@ std::string brief(const json& j) {
   if (s.size() > 200) s = s.substr(0, 200) + "...";
   return s;
 }
+
+namespace {
 
 bool is_model_class(const std::string& cls) {
   return cls == "Sequential" || cls == "Functional" || cls == "Model";
@@ -71,6 +71,8 @@ std::string supported_list() {
   return s + ", and nested Sequential/Functional models";
 }
 
+}  // namespace
+
 // Keras 3 configs name the class in "class_name" and may add "module"/"registered_name"; a registered
 // custom class shows up as "package>Name".
 std::string class_of(const json& layer) {
@@ -78,6 +80,8 @@ std::string class_of(const json& layer) {
     return "";
   return layer["class_name"].get<std::string>();
 }
+
+namespace {
 
 // Shape from [null, 94] / [None, 30, 3]: drop the batch dimension.
 Shape batch_shape_to_shape(const json& s, const std::string& where, const std::string& layer) {
@@ -91,6 +95,8 @@ Shape batch_shape_to_shape(const json& s, const std::string& where, const std::s
   }
   return out;
 }
+
+}  // namespace
 
 // Input shape stated on a layer config, if any (batch_input_shape, batch_shape or input_shape).
 bool stated_input_shape(const json& cfg, Shape* out, const std::string& where, const std::string& layer) {
@@ -108,6 +114,8 @@ bool stated_input_shape(const json& cfg, Shape* out, const std::string& where, c
   }
   return false;
 }
+
+namespace {
 
 float num(const json& cfg, const char* key, float dflt) {
   if (!cfg.contains(key) || cfg[key].is_null()) return dflt;
@@ -247,11 +255,12 @@ void parse_model_body(LayerSpec& spec, const json& cfg, const std::string& where
       spec.layers[0].config["batch_shape"] = cfg["build_input_shape"];
   }
   if (!spec.sequential) {
-    // Keras 3 writes a single input/output as [name, 0, 0] instead of [[name, 0, 0]].
+    // A list of [name, node, tensor] (Keras 3 writes a single one bare), or a dict of them for models built with
+    // dict inputs/outputs (keras_graph.cpp flattens them in Keras' order).
     for (json* io : {&spec.input_layers, &spec.output_layers}) {
-      if (io->is_array() && !io->empty() && (*io)[0].is_string()) *io = json::array({*io});
-      if (!io->is_array() || io->empty())
-        format_error(where, "functional model '" + spec.name + "' has no input_layers/output_layers");
+      if ((!io->is_array() && !io->is_object()) || io->empty())
+        format_error(where, "functional model '" + spec.name + "' has no input_layers/output_layers (a list or dict of "
+                            "[layer, node, tensor] entries)");
     }
   }
 }
@@ -306,8 +315,6 @@ void check_supported(const LayerSpec& l, const std::string& where) {
       if (l.config.value("groups", 1) != 1)
         throw_error(Status::Unsupported, where + ": layer '" + l.name + "' (Conv1D) uses groups != 1");
     }
-    if (l.cls == "Normalization" && l.config.value("invert", false))
-      throw_error(Status::Unsupported, where + ": layer '" + l.name + "' (Normalization) has invert=True");
     return;
   }
   if (is_registered_custom(l)) return;
@@ -337,362 +344,134 @@ void check_supported_tree(const LayerSpec& model, const std::string& where) {
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
-// Graph construction
+// One layer config → one IR node
 
-namespace {
-
-struct TensorRef {
-  std::string layer;
-  int node = 0;
-  int tensor = 0;
-};
-
-// Keras 2: [name, node, tensor(, kwargs)]; Keras 3: {"class_name": "__keras_tensor__", "config": {"keras_history": [...]}}
-bool parse_ref(const json& j, TensorRef* r) {
-  if (j.is_array() && j.size() >= 3 && j[0].is_string() && j[1].is_number_integer() && j[2].is_number_integer()) {
-    r->layer = j[0].get<std::string>();
-    r->node = j[1].get<int>();
-    r->tensor = j[2].get<int>();
-    return true;
-  }
-  if (j.is_object() && class_of(j) == "__keras_tensor__" && j.contains("config") &&
-      j["config"].contains("keras_history"))
-    return parse_ref(j["config"]["keras_history"], r);
-  return false;
-}
-
-void collect_keras3_refs(const json& j, std::vector<TensorRef>* out) {
-  TensorRef r;
-  if (j.is_object() && class_of(j) == "__keras_tensor__") {
-    if (parse_ref(j, &r)) out->push_back(r);
-    return;
-  }
-  if (j.is_array())
-    for (const auto& e : j) collect_keras3_refs(e, out);
-}
-
-// The input tensors of each call (node) of a layer.
-std::vector<std::vector<TensorRef>> parse_inbound(const LayerSpec& l, const std::string& where) {
-  std::vector<std::vector<TensorRef>> calls;
-  if (l.inbound_nodes.is_null()) return calls;
-  if (!l.inbound_nodes.is_array()) format_error(where, "layer '" + l.name + "' has malformed inbound_nodes");
-  for (const auto& node : l.inbound_nodes) {
-    std::vector<TensorRef> refs;
-    if (node.is_object()) {  // Keras 3
-      if (node.contains("args")) collect_keras3_refs(node["args"], &refs);
-    } else if (node.is_array()) {  // Keras 2: a list of [name, node, tensor, kwargs]
-      for (const auto& e : node) {
-        TensorRef r;
-        if (!parse_ref(e, &r)) format_error(where, "layer '" + l.name + "' has a malformed inbound node " + brief(e));
-        refs.push_back(r);
-      }
-    } else {
-      format_error(where, "layer '" + l.name + "' has a malformed inbound node");
-    }
-    calls.push_back(refs);
-  }
-  return calls;
-}
-
-std::string ref_key(const TensorRef& r) {
-  return r.layer + "\x1f" + std::to_string(r.node) + "\x1f" + std::to_string(r.tensor);
-}
-
-class GraphBuilder {
- public:
-  GraphBuilder(Model& m, int keras_major, const std::string& where) : m_(m), major_(keras_major), where_(where) {}
-
-  // Returns the IR node ids of the model's outputs. `inputs` empty: top level (creates Input nodes).
-  std::vector<int> build(const LayerSpec& model, const std::vector<int>& inputs, const std::string& prefix) {
-    return model.sequential ? build_sequential(model, inputs, prefix) : build_functional(model, inputs, prefix);
-  }
-
- private:
-  Model& m_;
-  int major_;
-  std::string where_;
-
-  int add_input(const LayerSpec& l, const Shape& shape, const std::string& prefix) {
-    Node n;
-    n.name = prefix + l.name;
-    n.keras_class = "InputLayer";
-    n.op = OpKind::Input;
-    n.shape = shape;
-    m_.nodes.push_back(std::move(n));
-    int id = static_cast<int>(m_.nodes.size()) - 1;
-    m_.inputs.push_back(id);
-    return id;
-  }
-
-  std::vector<int> build_sequential(const LayerSpec& model, const std::vector<int>& inputs, const std::string& prefix) {
-    int cur = -1;
-    size_t start = 0;
-    if (!inputs.empty()) {
-      if (inputs.size() != 1)
-        format_error(where_, "Sequential model '" + model.name + "' called with " + std::to_string(inputs.size()) +
-                                 " inputs");
-      cur = inputs[0];
-      if (!model.layers.empty() && model.layers[0].cls == "InputLayer") start = 1;
-    } else {
-      if (model.layers.empty()) format_error(where_, "Sequential model '" + model.name + "' has no layers");
-      const LayerSpec& first = model.layers[0];
-      Shape shape;
-      if (!stated_input_shape(first.config, &shape, where_, first.name))
-        format_error(where_, "Sequential model '" + model.name +
-                                 "' does not state its input shape (no InputLayer, batch_input_shape or "
-                                 "build_input_shape); FKB needs it to size the network");
-      LayerSpec in;
-      in.name = first.cls == "InputLayer" ? first.name : model.name + "_input";
-      cur = add_input(in, shape, prefix);
-      if (first.cls == "InputLayer") start = 1;
-    }
-    for (size_t i = start; i < model.layers.size(); ++i) {
-      const LayerSpec& l = model.layers[i];
-      if (l.cls == "InputLayer") continue;
-      if (l.is_model) {
-        auto outs = build(l, {cur}, prefix + l.name + "/");
-        if (outs.size() != 1)
-          format_error(where_, "nested model '" + l.name + "' inside a Sequential has " +
-                                   std::to_string(outs.size()) + " outputs");
-        cur = outs[0];
-      } else {
-        cur = add_layer(l, {cur}, prefix, 0);
-      }
-    }
-    return {cur};
-  }
-
-  std::vector<int> build_functional(const LayerSpec& model, const std::vector<int>& inputs, const std::string& prefix) {
-    std::map<std::string, int> refs;  // tensor ref -> IR node id
-    std::map<std::string, const LayerSpec*> by_name;
-    for (const auto& l : model.layers) by_name[l.name] = &l;
-
-    // Inputs: the model's input_layers, in order.
-    const json& ins = model.input_layers;
-    if (!inputs.empty() && inputs.size() != ins.size())
-      format_error(where_, "nested model '" + model.name + "' has " + std::to_string(ins.size()) +
-                               " inputs but is called with " + std::to_string(inputs.size()));
-    for (size_t i = 0; i < ins.size(); ++i) {
-      TensorRef r;
-      if (!parse_ref(ins[i], &r)) format_error(where_, "malformed input_layers entry " + brief(ins[i]));
-      auto it = by_name.find(r.layer);
-      if (it == by_name.end()) format_error(where_, "input layer '" + r.layer + "' is not among the model's layers");
-      if (!inputs.empty()) {
-        refs[ref_key(r)] = inputs[i];
-      } else {
-        const LayerSpec& l = *it->second;
-        if (l.cls != "InputLayer") format_error(where_, "input '" + r.layer + "' is not an InputLayer");
-        Shape shape;
-        if (!stated_input_shape(l.config, &shape, where_, l.name))
-          format_error(where_, "InputLayer '" + l.name + "' has no shape");
-        refs[ref_key(r)] = add_input(l, shape, prefix);
-      }
-    }
-
-    // Layers may be listed before the layers feeding a later call of theirs (shared layers): resolve calls
-    // until nothing more can be built, as Keras' own reconstruct_from_config does.
-    std::vector<std::vector<std::vector<TensorRef>>> calls(model.layers.size());
-    std::vector<std::vector<bool>> done(model.layers.size());
-    size_t pending = 0;
-    for (size_t i = 0; i < model.layers.size(); ++i) {
-      if (model.layers[i].cls == "InputLayer") continue;
-      calls[i] = parse_inbound(model.layers[i], where_);
-      done[i].assign(calls[i].size(), false);
-      pending += calls[i].size();
-    }
-    bool progress = true;
-    while (pending > 0 && progress) {
-      progress = false;
-      for (size_t i = 0; i < model.layers.size(); ++i) {
-        const LayerSpec& l = model.layers[i];
-        for (size_t k = 0; k < calls[i].size(); ++k) {
-          if (done[i][k]) continue;
-          std::vector<int> args;
-          bool ready = true;
-          for (const auto& r : calls[i][k]) {
-            auto it = refs.find(ref_key(r));
-            if (it == refs.end()) {
-              ready = false;
-              break;
-            }
-            args.push_back(it->second);
-          }
-          if (!ready) continue;
-          if (args.empty()) format_error(where_, "layer '" + l.name + "' is called without inputs");
-          if (l.is_model) {
-            auto outs = build(l, args, prefix + l.name + (k ? "_call" + std::to_string(k) : "") + "/");
-            const int index = static_cast<int>(k) + construction_nodes(l);
-            for (size_t t = 0; t < outs.size(); ++t)
-              refs[ref_key({l.name, index, static_cast<int>(t)})] = outs[t];
-          } else {
-            refs[ref_key({l.name, static_cast<int>(k), 0})] = add_layer(l, args, prefix, static_cast<int>(k));
-          }
-          done[i][k] = true;
-          --pending;
-          progress = true;
-        }
-      }
-    }
-    if (pending > 0) {
-      for (size_t i = 0; i < model.layers.size(); ++i)
-        for (size_t k = 0; k < calls[i].size(); ++k)
-          if (!done[i][k])
-            format_error(where_, "layer '" + model.layers[i].name +
-                                     "' takes an input that no layer of the model produces (broken graph)");
-    }
-    std::vector<int> outs;
-    for (const auto& o : model.output_layers) {
-      TensorRef r;
-      if (!parse_ref(o, &r)) format_error(where_, "malformed output_layers entry " + brief(o));
-      auto it = refs.find(ref_key(r));
-      if (it == refs.end()) format_error(where_, "output '" + r.layer + "' is not produced by the model");
-      outs.push_back(it->second);
-    }
-    return outs;
-  }
-
-  // Keras 2 (tf-keras and standalone) counts a nested model's own construction node: a model built from
-  // inputs starts with one node, so its first call in the outer config is node 1 (tf-keras functional.py
-  // `_should_skip_first_node`). Keras 3 numbers only the calls listed in the config.
-  int construction_nodes(const LayerSpec& l) const {
-    if (major_ >= 3 || !l.is_model) return 0;
-    if (!l.sequential) return 1;
-    if (l.layers.empty()) return 0;
-    Shape unused;
-    return l.layers[0].cls == "InputLayer" || stated_input_shape(l.layers[0].config, &unused, where_, l.name) ? 1 : 0;
-  }
-
-  int add_layer(const LayerSpec& l, const std::vector<int>& args, const std::string& prefix, int call) {
-    Node n = make_node(l);
-    n.name = prefix + l.name + (call ? "_call" + std::to_string(call) : "");
-    n.inputs = args;
-    m_.nodes.push_back(std::move(n));
-    return static_cast<int>(m_.nodes.size()) - 1;
-  }
-
-  Node make_node(const LayerSpec& l) {
-    const std::string w = where_ + ": layer '" + l.name + "' (" + l.cls + ")";
-    const json& c = l.config;
-    Node n;
-    n.keras_class = l.cls;
-    n.config_json = c.dump(-1, ' ', false, json::error_handler_t::replace);
-    auto op_it = layer_ops().find(l.cls);
-    if (op_it == layer_ops().end()) {
-      check_supported(l, where_);  // throws with the full message unless the class is a registered custom layer
-      // A registered custom layer: its Keras variables in the file's order, roles "0", "1", ...; the
-      // registered output_shape gives its shape (Model::infer_shapes).
-      n.op = OpKind::Custom;
-      for (size_t i = 0; i < l.weights.size(); ++i) n.weights[std::to_string(i)] = l.weights[i];
-      return n;
-    }
-    n.op = op_it->second;
-
-    // Weights: the leaf's own variables in Keras order, matched to roles.
-    const auto vars = own_variables(l, major_);
-    if (l.weights.size() != vars.size()) {
-      std::string expect;
-      for (const auto& v : vars) expect += (expect.empty() ? "" : ", ") + v.role;
-      throw_error(Status::FormatError, w + ": the file holds " + std::to_string(l.weights.size()) +
-                                           " weight(s) but the config implies " + std::to_string(vars.size()) + " (" +
-                                           (expect.empty() ? "none" : expect) + ")");
-    }
-    for (size_t i = 0; i < vars.size(); ++i) n.weights[vars[i].role] = l.weights[i];
-
-    try {
-      switch (n.op) {
-        case OpKind::Dense:
-          n.units = c.at("units").get<int64_t>();
-          n.use_bias = c.value("use_bias", true);
-          n.activation = parse_activation(c.value("activation", json("linear")), major_, w);
-          break;
-        case OpKind::Conv1D: {
-          n.units = c.at("filters").get<int64_t>();
-          n.use_bias = c.value("use_bias", true);
-          n.kernel_size = int_or_first(c.at("kernel_size"), 1);
-          n.stride = int_or_first(c.value("strides", json(1)), 1);
-          n.dilation = int_or_first(c.value("dilation_rate", json(1)), 1);
-          const std::string pad = c.value("padding", std::string("valid"));
-          if (pad == "valid") n.padding = Padding::Valid;
-          else if (pad == "same") n.padding = Padding::Same;
-          else if (pad == "causal") n.padding = Padding::Causal;
-          else throw_error(Status::Unsupported, w + ": padding '" + pad + "' is not supported (valid, same, causal)");
-          if (n.stride > 1 && n.dilation > 1)
-            throw_error(Status::Unsupported, w + ": strides > 1 together with dilation_rate > 1");
-          n.activation = parse_activation(c.value("activation", json("linear")), major_, w);
-          break;
-        }
-        case OpKind::Activation:
-          n.activation = activation_layer(l.cls, c, major_, w);
-          if (l.cls == "Softmax") n.axis = static_cast<int>(int_or_first(c.value("axis", json(-1)), -1));
-          break;
-        case OpKind::BatchNorm:
-          n.axis = static_cast<int>(int_or_first(c.value("axis", json(-1)), -1));
-          if (c.contains("axis") && c["axis"].is_array() && c["axis"].size() != 1)
-            throw_error(Status::Unsupported, w + ": normalization over several axes " + brief(c["axis"]));
-          n.epsilon = num(c, "epsilon", 1e-3f);
-          break;
-        case OpKind::Normalization: {
-          n.axis = static_cast<int>(int_or_first(c.value("axis", json(-1)), -1));
-          if (c.contains("axis") && c["axis"].is_array() && c["axis"].size() > 1)
-            throw_error(Status::Unsupported, w + ": normalization over several axes " + brief(c["axis"]));
-          n.epsilon = 1e-7f;  // keras.backend.epsilon(): (x - mean) / max(sqrt(var), eps)
-          for (const char* key : {"mean", "variance"}) {
-            if (c.contains(key) && !c[key].is_null()) {
-              Array a;
-              std::function<void(const json&)> flat = [&](const json& v) {
-                if (v.is_array()) {
-                  for (const auto& e : v) flat(e);
-                } else {
-                  a.data.push_back(v.get<float>());
-                }
-              };
-              flat(c[key]);
-              a.shape = {a.size()};
-              n.constants[key] = a;
-            }
-          }
-          break;
-        }
-        case OpKind::Rescaling: {
-          for (const char* key : {"scale", "offset"}) {
-            Array a;
-            const json v = c.value(key, json(key[0] == 's' ? 1.0 : 0.0));
-            if (v.is_array()) {
-              for (const auto& e : v) a.data.push_back(e.get<float>());
-            } else {
-              a.data.push_back(v.get<float>());
-            }
-            a.shape = {a.size()};
-            n.constants[key] = a;
-          }
-          break;
-        }
-        case OpKind::Concatenate: n.axis = c.value("axis", -1); break;
-        case OpKind::Reshape:
-          for (const auto& v : c.at("target_shape")) n.target_shape.push_back(v.get<int64_t>());
-          break;
-        default: break;
-      }
-    } catch (const json::exception& e) {
-      throw_error(Status::FormatError, w + ": invalid config: " + e.what());
-    }
-    if (n.op == OpKind::Activation && n.activation.kind == ActKind::PRelu) {
-      // PReLU's alpha is a weight; keep the node's params neutral.
-      n.activation.params.alpha = 0.0f;
-    }
+Node make_node(const LayerSpec& l, int keras_major, const std::string& where) {
+  const std::string w = where + ": layer '" + l.name + "' (" + l.cls + ")";
+  const json& c = l.config;
+  Node n;
+  n.keras_class = l.cls;
+  n.config_json = c.dump(-1, ' ', false, json::error_handler_t::replace);
+  auto op_it = layer_ops().find(l.cls);
+  if (op_it == layer_ops().end()) {
+    check_supported(l, where);  // throws with the full message unless the class is a registered custom layer
+    // A registered custom layer: its Keras variables in the file's order, roles "0", "1", ...; the
+    // registered output_shape gives its shape (Model::infer_shapes).
+    n.op = OpKind::Custom;
+    for (size_t i = 0; i < l.weights.size(); ++i) n.weights[std::to_string(i)] = l.weights[i];
     return n;
   }
-};
+  n.op = op_it->second;
 
-}  // namespace
-
-void build_graph(const LayerSpec& top, int keras_major, Model& model, const std::string& where) {
-  GraphBuilder b(model, keras_major, where);
-  try {
-    model.outputs = b.build(top, {}, "");
-  } catch (const json::exception& e) {
-    format_error(where, std::string("the model config has a value of the wrong type (") + e.what() + ")");
+  // Weights: the leaf's own variables in Keras order, matched to roles.
+  const auto vars = own_variables(l, keras_major);
+  if (l.weights.size() != vars.size()) {
+    std::string expect;
+    for (const auto& v : vars) expect += (expect.empty() ? "" : ", ") + v.role;
+    throw_error(Status::FormatError, w + ": the file holds " + std::to_string(l.weights.size()) +
+                                         " weight(s) but the config implies " + std::to_string(vars.size()) + " (" +
+                                         (expect.empty() ? "none" : expect) + ")");
   }
+  for (size_t i = 0; i < vars.size(); ++i) n.weights[vars[i].role] = l.weights[i];
+
+  try {
+    switch (n.op) {
+      case OpKind::Dense:
+        n.units = c.at("units").get<int64_t>();
+        n.use_bias = c.value("use_bias", true);
+        n.activation = parse_activation(c.value("activation", json("linear")), keras_major, w);
+        break;
+      case OpKind::Conv1D: {
+        n.units = c.at("filters").get<int64_t>();
+        n.use_bias = c.value("use_bias", true);
+        n.kernel_size = int_or_first(c.at("kernel_size"), 1);
+        n.stride = int_or_first(c.value("strides", json(1)), 1);
+        n.dilation = int_or_first(c.value("dilation_rate", json(1)), 1);
+        const std::string pad = c.value("padding", std::string("valid"));
+        if (pad == "valid") n.padding = Padding::Valid;
+        else if (pad == "same") n.padding = Padding::Same;
+        else if (pad == "causal") n.padding = Padding::Causal;
+        else throw_error(Status::Unsupported, w + ": padding '" + pad + "' is not supported (valid, same, causal)");
+        if (n.stride > 1 && n.dilation > 1)
+          throw_error(Status::Unsupported, w + ": strides > 1 together with dilation_rate > 1");
+        n.activation = parse_activation(c.value("activation", json("linear")), keras_major, w);
+        break;
+      }
+      case OpKind::Activation:
+        n.activation = activation_layer(l.cls, c, keras_major, w);
+        if (l.cls == "Softmax") n.axis = static_cast<int>(int_or_first(c.value("axis", json(-1)), -1));
+        break;
+      case OpKind::BatchNorm:
+        n.axis = static_cast<int>(int_or_first(c.value("axis", json(-1)), -1));
+        if (c.contains("axis") && c["axis"].is_array() && c["axis"].size() != 1)
+          throw_error(Status::Unsupported, w + ": normalization over several axes " + brief(c["axis"]));
+        n.epsilon = num(c, "epsilon", 1e-3f);
+        break;
+      case OpKind::Normalization: {
+      // axis: an int or a list (Keras 3 and tf-keras write a list; [] or null is axis=None, one mean for all
+      // elements). Kept as written; Model::infer_shapes makes it per-column and places mean/variance on it.
+      const json ax = c.value("axis", json(-1));
+      const bool scalar = ax.is_null() || (ax.is_array() && ax.empty());
+      if (ax.is_array() && ax.size() > 1)
+        throw_error(Status::Unsupported, w + ": normalization over several axes " + brief(ax) +
+                                             "; FKB supports one axis or axis=None");
+      n.axis = scalar ? -1 : static_cast<int>(int_or_first(ax, -1));
+      n.invert = c.value("invert", false);
+      n.epsilon = 1e-7f;  // keras.backend.epsilon(): (x - mean) / max(sqrt(var), eps)
+      for (const char* key : {"mean", "variance"}) {
+        if (!c.contains(key) || c[key].is_null()) continue;
+        // Given mean/variance (config values): a number, or one value per element of the normalized axis.
+        const json& v = c[key];
+        Array a;
+        if (v.is_number()) {
+          a.data.push_back(v.get<float>());
+        } else if (v.is_array()) {
+          for (const auto& e : v) {
+            if (!e.is_number())
+              throw_error(Status::Unsupported, w + ": " + key + " " + brief(v) +
+                                                   " is not a number or a list of numbers; FKB supports one "
+                                                   "normalized axis");
+            a.data.push_back(e.get<float>());
+          }
+          a.shape = {a.size()};
+        } else {
+          throw_error(Status::FormatError, w + ": " + key + " is " + brief(v) + ", not a number or a list");
+        }
+        if (scalar && a.size() != 1)
+          throw_error(Status::FormatError, w + ": axis=None takes one " + key + " value, but the config gives " +
+                                               std::to_string(a.size()));
+        n.constants[key] = a;
+      }
+      break;
+    }
+    case OpKind::Rescaling: {
+        for (const char* key : {"scale", "offset"}) {
+          Array a;
+          const json v = c.value(key, json(key[0] == 's' ? 1.0 : 0.0));
+          if (v.is_array()) {
+            for (const auto& e : v) a.data.push_back(e.get<float>());
+          } else {
+            a.data.push_back(v.get<float>());
+          }
+          a.shape = {a.size()};
+          n.constants[key] = a;
+        }
+        break;
+      }
+      case OpKind::Concatenate: n.axis = c.value("axis", -1); break;
+      case OpKind::Reshape:
+        for (const auto& v : c.at("target_shape")) n.target_shape.push_back(v.get<int64_t>());
+        break;
+      default: break;
+    }
+  } catch (const json::exception& e) {
+    throw_error(Status::FormatError, w + ": invalid config: " + e.what());
+  }
+  if (n.op == OpKind::Activation && n.activation.kind == ActKind::PRelu) {
+    // PReLU's alpha is a weight; keep the node's params neutral.
+    n.activation.params.alpha = 0.0f;
+  }
+  return n;
 }
 
 }  // namespace fkb::keras

@@ -55,8 +55,22 @@ void check_supported(const LayerSpec& layer, const std::string& where);
 /// Checks the whole tree.
 void check_supported_tree(const LayerSpec& model, const std::string& where);
 
-/// Build the IR (nodes, inputs, outputs) from a spec tree whose leaf weights are filled.
+/// Build the IR (nodes, inputs, outputs) from a spec tree whose leaf weights are filled (keras_graph.cpp).
 void build_graph(const LayerSpec& top, int keras_major, Model& model, const std::string& where);
+
+/// One leaf layer's IR node (op, config values, weights by role); name, inputs and shape are left to the caller.
+/// Throws Unsupported for a class FKB does not run, FormatError when weights and config disagree.
+Node make_node(const LayerSpec& layer, int keras_major, const std::string& where);
+
+// Helpers shared by the config and graph readers.
+/// Throws fkb::Error(FormatError) "where: what".
+[[noreturn]] void format_error(const std::string& where, const std::string& what);
+/// A JSON value for a message: one line, at most 200 characters.
+std::string brief(const json& j);
+/// "class_name" of a config object; empty when absent.
+std::string class_of(const json& layer);
+/// The per-column input shape stated on a layer config (batch_input_shape, batch_shape or input_shape), if any.
+bool stated_input_shape(const json& cfg, Shape* out, const std::string& where, const std::string& layer);
 
 /// Keras' naming.to_snake_case (used for .keras weight paths).
 std::string to_snake_case(const std::string& name);
