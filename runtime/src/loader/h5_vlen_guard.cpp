@@ -270,6 +270,15 @@ void check_vlen_string_attr(hid_t loc, const std::string& name, uint64_t element
     refuse(fail, "its object header cannot be located");
   header = info.addr;
 #endif
+  // Collections already checked in this file (every layer's weight_names may point into the collection that holds
+  // a large model_config): kept for the file last checked. HDF5 numbers each opened file anew, so a number is never
+  // another file's.
+  static unsigned long cached_file = 0;
+  static std::map<uint64_t, Collection> collections;
+  if (info.fileno != cached_file) {
+    collections.clear();
+    cached_file = info.fileno;
+  }
   Search s{f, name, fail, {}};
   find_attribute(s, header);
   if (!s.found)
@@ -280,7 +289,6 @@ void check_vlen_string_attr(hid_t loc, const std::string& name, uint64_t element
   if (elements > s.data.size() / elem)
     refuse(fail, "it declares " + std::to_string(elements) + " strings but stores " +
                                          std::to_string(s.data.size()) + " bytes of references");
-  std::map<uint64_t, Collection> collections;
   for (uint64_t i = 0; i < elements; ++i) {
     const unsigned char* r = s.data.data() + i * elem;
     const uint64_t length = le(r, 4), addr = le(r + 4, f.sizeof_addr), idx = le(r + 4 + f.sizeof_addr, 4);
