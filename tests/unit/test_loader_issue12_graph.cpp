@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <functional>
 #include <map>
 #include <set>
 #include <nlohmann/json.hpp>
@@ -18,6 +19,7 @@
 #include "fkb/model.hpp"
 #include "fkb/runtime.hpp"
 #include "io/array_io.hpp"
+#include "loader/keras_config.hpp"
 #include "test_util.hpp"
 
 using nlohmann::json;
@@ -381,4 +383,68 @@ TEST(LoaderIssue12Graph, GraphVariantsPredictAsKerasWithKerasParamCountsAndKeys)
   int ran = 0;
   run_entries(dir, {}, &ran, {"k3_siamese.keras"});  // see DISABLED_SiameseKerasZipWithALayerSharedOutsideTheTower
   EXPECT_EQ(ran, 11);
+}
+
+// ---- call arguments the graph reader refuses or ignores (configs written here in Keras' formats) -----------------
+
+namespace {
+
+// A Keras 3 Functional: inputs a (3,) and b (3,), one weightless layer `cls` called with `node` (its inbound node).
+fkb::Model keras3_model(const std::string& cls, const json& node) {
+  auto input = [](const char* name) {
+    return json{{"class_name", "InputLayer"}, {"name", name}, {"module", "keras.layers"},
+                {"config", {{"name", name}, {"batch_shape", {nullptr, 3}}}}, {"inbound_nodes", json::array()}};
+  };
+  json layer = {{"class_name", cls}, {"name", "m"}, {"module", "keras.layers"}, {"config", {{"name", "m"}}},
+                {"inbound_nodes", json::array({node})}};
+  json doc = {{"class_name", "Functional"},
+              {"module", "keras.src.models.functional"},
+              {"config",
+               {{"name", "f"},
+                {"layers", {input("a"), input("b"), layer}},
+                {"input_layers", {{"a", 0, 0}, {"b", 0, 0}}},
+                {"output_layers", {{"m", 0, 0}}}}}};
+  fkb::keras::LayerSpec top = fkb::keras::parse_model_config(doc, "mem.keras");
+  fkb::Model m;
+  fkb::keras::build_graph(top, 3, m, "mem.keras");
+  m.infer_shapes();
+  return m;
+}
+
+json tensor(const char* layer) {
+  return {{"class_name", "__keras_tensor__"},
+          {"config", {{"shape", {nullptr, 3}}, {"dtype", "float32"}, {"keras_history", {layer, 0, 0}}}}};
+}
+
+std::string error_text(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const fkb::Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+}  // namespace
+
+TEST(LoaderIssue12Graph, CallKwargsMaskAndTrainingAreIgnoredInputsByKeywordAreRead) {
+  const fkb::Model m = keras3_model(
+      "Add", {{"args", {json::array({tensor("a"), tensor("b")})}}, {"kwargs", {{"mask", tensor("a")}, {"training", false}}}});
+  EXPECT_EQ(m.nodes.back().inputs, (std::vector<int>{0, 1}));
+  // Dropout()(inputs=x): Keras 3 records no args and the tensor under kwargs["inputs"].
+  const fkb::Model k = keras3_model("Dropout", {{"args", json::array()}, {"kwargs", {{"inputs", tensor("b")}}}});
+  EXPECT_EQ(k.nodes.back().inputs, (std::vector<int>{1}));
+}
+
+TEST(LoaderIssue12Graph, TensorKeywordArgumentsAndConstantsAreRefusedByName) {
+  const std::string kw = error_text([] {
+    keras3_model("Add", {{"args", {json::array({tensor("a"), tensor("b")})}}, {"kwargs", {{"bias", tensor("a")}}}});
+  });
+  EXPECT_NE(kw.find("mem.keras"), std::string::npos) << kw;
+  EXPECT_NE(kw.find("'m'"), std::string::npos) << kw;
+  EXPECT_NE(kw.find("'bias'"), std::string::npos) << kw;
+  // tf-keras writes a constant operand of a layer as ["_CONSTANT_VALUE", -1, value, kwargs].
+  const std::string cst = error_text([] { keras3_model("Add", json::array({{"a", 0, 0, {}}, {"_CONSTANT_VALUE", -1, 2, {}}})); });
+  EXPECT_NE(cst.find("'m'"), std::string::npos) << cst;
+  EXPECT_NE(cst.find("_CONSTANT_VALUE"), std::string::npos) << cst;
 }

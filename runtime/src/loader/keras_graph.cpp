@@ -45,6 +45,10 @@ struct FlatRef {
 // Keras 2 leaves are [name, node, tensor, kwargs] lists. `strict`: anything else is an error (Keras 2 structures).
 void flatten_refs(const json& j, const std::string& key, bool strict, std::vector<FlatRef>* out,
                   const std::string& what, const std::string& where) {
+  if (j.is_array() && j.size() >= 2 && j[0].is_string() && j[0].get<std::string>() == "_CONSTANT_VALUE")
+    throw_error(Status::Unsupported, where + ": " + what + " takes a constant value " + brief(j) +
+                                         " as an input (tf-keras _CONSTANT_VALUE); FKB reads layer inputs that are "
+                                         "tensors of the model");
   TensorRef r;
   if (parse_ref(j, &r)) {
     out->push_back({key, r});
@@ -59,9 +63,6 @@ void flatten_refs(const json& j, const std::string& key, bool strict, std::vecto
     for (const auto& kv : j.items()) flatten_refs(kv.value(), key + sep + kv.key(), strict, out, what, where);
     return;
   }
-  if (j.is_array() && j[0].is_string() && j[0].get<std::string>() == "_CONSTANT_VALUE")
-    throw_error(Status::Unsupported, where + ": " + what + " takes a constant value " + brief(j) +
-                                         " as an input; FKB reads layer inputs that are tensors of the model");
   if (strict) format_error(where, what + " has a malformed entry " + brief(j));
 }
 
