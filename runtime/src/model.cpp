@@ -391,15 +391,22 @@ std::string Model::summary() const {
     std::string act = (n.op == OpKind::Dense || n.op == OpKind::Conv1D || n.op == OpKind::Activation)
                           ? n.activation.keras_name
                           : "";
-    std::snprintf(line, sizeof line, "%-32s %-20s %-16s %-14s %12lld\n", n.name.c_str(), n.keras_class.c_str(),
-                  shape_str(n.shape).c_str(), act.c_str(), static_cast<long long>(n.param_count()));
+    // A shared layer's later calls hold copies of its weights; Keras (and param_count) count them once.
+    const std::string params = n.shared_from >= 0 ? "shared" : std::to_string(n.param_count());
+    std::snprintf(line, sizeof line, "%-32s %-20s %-16s %-14s %12s\n", n.name.c_str(), n.keras_class.c_str(),
+                  shape_str(n.shape).c_str(), act.c_str(), params.c_str());
     os << line;
   }
   os << std::string(98, '-') << "\n";
+  // Dict models: each input/output with its key, in Keras' flat order (sorted keys).
+  auto keyed = [](const std::vector<std::string>& keys, int i) {
+    return i < static_cast<int>(keys.size()) ? "'" + keys[i] + "' " : std::string();
+  };
   os << "inputs: ";
-  for (int i = 0; i < num_inputs(); ++i) os << (i ? ", " : "") << shape_str(input_shape(i));
+  for (int i = 0; i < num_inputs(); ++i) os << (i ? ", " : "") << keyed(info.input_keys, i) << shape_str(input_shape(i));
   os << "  outputs: ";
-  for (int i = 0; i < num_outputs(); ++i) os << (i ? ", " : "") << shape_str(output_shape(i));
+  for (int i = 0; i < num_outputs(); ++i)
+    os << (i ? ", " : "") << keyed(info.output_keys, i) << shape_str(output_shape(i));
   os << "\ntotal params: " << param_count() << "  FLOPs per column: " << flops_per_column() << "\n";
   return os.str();
 }

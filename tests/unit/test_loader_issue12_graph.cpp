@@ -158,6 +158,19 @@ TEST(LoaderIssue12Graph, DictModelsTakeInputsAndGiveOutputsInKerasFlatOrder) {
   }
 }
 
+TEST(LoaderIssue12Graph, SummaryNamesDictKeysAndSharedCalls) {
+  REQUIRE_CASE(dir, "dict_io_and_call_kwargs");
+  const std::string s = fkb::Model::load(dir + "/k3_dict.keras").summary();
+  EXPECT_NE(s.find("inputs: 'humid' (3,), 'temp' (4,)"), std::string::npos) << s;
+  EXPECT_NE(s.find("outputs: 'a_main' (2,), 'hidden' (6,), 'z_aux' (1,)"), std::string::npos) << s;
+  REQUIRE_CASE(shared, "shared_layer_depths");
+  const std::string t = fkb::Model::load(shared + "/k3.keras").summary();
+  size_t n = 0;
+  for (size_t p = t.find(" shared\n"); p != std::string::npos; p = t.find(" shared\n", p + 1)) ++n;
+  EXPECT_EQ(n, 2u) << t;  // the 2nd and 3rd calls of 'shared'
+  EXPECT_NE(t.find("total params: 81"), std::string::npos) << t;
+}
+
 TEST(LoaderIssue12Graph, DictInputOnlyAndDictOutputOnlyModels) {
   REQUIRE_CASE(dir, "dict_io_and_call_kwargs");
   const fkb::Model in = fkb::Model::load(dir + "/k3_dictin.keras");
