@@ -350,6 +350,7 @@ void CudaPlan::record_op(const Op& o, int64_t c0, int64_t nc, Graph& g, cudaStre
       EwArgs a;
       a.nin = static_cast<int32_t>(o.ins.size());
       for (size_t i = 0; i < o.ins.size(); ++i) a.in[i] = view_of(prog_, o.ins[i], roots, c0);
+      for (size_t i = 0; i < o.bcast.size(); ++i) a.bc[i] = o.bcast[i];
       a.out = view_of(prog_, o.out, roots, c0);
       a.merge = o.merge;
       a.avg_div = o.avg_div;

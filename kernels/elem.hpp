@@ -156,9 +156,30 @@ FKB_HD float merge2(Merge m, float a, float b) {
 }
 
 constexpr int kMaxEwInputs = 8;
+constexpr int kMaxBcastDims = 4;
+
+/// How an element-wise input that broadcasts against the output (merge layers, NumPy rules) is read: output
+/// element q of a column reads the input's element sum_d ((q / inner_d) % dims[d]) * stride[d] (inner_d: the
+/// product of the dims after d). nd == 0: the input has the output's layout (element q). Built from
+/// runtime/src/cpu/broadcast.hpp's collapsed axes.
+struct Bcast {
+  int32_t nd = 0;
+  int64_t dims[kMaxBcastDims] = {1, 1, 1, 1};
+  int64_t stride[kMaxBcastDims] = {0, 0, 0, 0};
+};
+
+FKB_HD int64_t bcast_index(const Bcast& b, int64_t q) {
+  if (b.nd == 0) return q;
+  int64_t off = 0;
+  for (int d = b.nd - 1; d >= 0; --d) {
+    off += (q % b.dims[d]) * b.stride[d];
+    q /= b.dims[d];
+  }
+  return off;
+}
 
 /// One element-wise step, applied to every (column, q) with q < n:
-///   v = merge(in[0..nin)) [/ avg_div]            (Copy: v = in[0])
+///   v = merge(in[0..nin)) [/ avg_div]            (Copy: v = in[0]; input i read at bcast_index(bc[i], q))
 ///   v = subtract_first ? (v - shift[q]) * scale[q] : v * scale[q] + shift[q]     (when scale != null)
 ///   v = v + bias[q]                                                               (when bias != null)
 ///   v = act(v) with alpha = alpha_vec[q] when given (PReLU)
@@ -166,6 +187,7 @@ constexpr int kMaxEwInputs = 8;
 /// Per-feature vectors have one value per element of a column (n), already broadcast.
 struct EwArgs {
   View in[kMaxEwInputs];
+  Bcast bc[kMaxEwInputs];  ///< per input; nd == 0 (the default) for inputs of the output's layout
   View out;
   int32_t nin = 1;
   Merge merge = Merge::Copy;
@@ -183,8 +205,9 @@ struct EwArgs {
 
 template <ActKind K>
 FKB_HD void ew_element(const EwArgs& a, int64_t c, int64_t q) {
-  float v = load_elem(a.in[0].p, a.in[0].dt, view_index(a.in[0], c, q));
-  for (int i = 1; i < a.nin; ++i) v = merge2(a.merge, v, load_elem(a.in[i].p, a.in[i].dt, view_index(a.in[i], c, q)));
+  float v = load_elem(a.in[0].p, a.in[0].dt, view_index(a.in[0], c, bcast_index(a.bc[0], q)));
+  for (int i = 1; i < a.nin; ++i)
+    v = merge2(a.merge, v, load_elem(a.in[i].p, a.in[i].dt, view_index(a.in[i], c, bcast_index(a.bc[i], q))));
   if (a.avg_div > 0.0f) v = v / a.avg_div;
   if (a.scale) v = a.subtract_first ? (v - a.shift[q]) * a.scale[q] : v * a.scale[q] + a.shift[q];
   if (a.bias) v = v + a.bias[q];

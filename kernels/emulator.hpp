@@ -75,6 +75,7 @@ inline void ew(const Program& p, const Op& o, const std::vector<std::vector<uint
   EwArgs a;
   a.nin = static_cast<int32_t>(o.ins.size());
   for (size_t i = 0; i < o.ins.size(); ++i) a.in[i] = view_of(p, o.ins[i], roots, c0);
+  for (size_t i = 0; i < o.bcast.size(); ++i) a.bc[i] = o.bcast[i];
   a.out = view_of(p, o.out, roots, c0);
   a.merge = o.merge;
   a.avg_div = o.avg_div;

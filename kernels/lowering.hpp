@@ -30,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu/broadcast.hpp"
 #include "custom_call.hpp"
 #include "elem.hpp"
 #include "fkb/backend.hpp"
@@ -102,6 +103,7 @@ struct Op {
   LtEpilogue lt_epilogue = LtEpilogue::None;
   // Ew (and the fused GEMM's activation)
   std::vector<int> ins;
+  std::vector<Bcast> bcast;  ///< Ew: how each of `ins` is read when it broadcasts (empty: none does)
   int out = -1;
   Merge merge = Merge::Copy;
   float avg_div = 0.0f;
@@ -215,6 +217,10 @@ inline int64_t gemm_ld(const Program& p, int v, int64_t width) {
 
 namespace detail {
 
+inline constexpr const char* kInt8Why =
+    "int8-quantized Dense (Keras model.quantize(\"int8\")) runs on the CPU backend only (device cpu); the CUDA "
+    "backend has no int8 kernel and would not quantize the inputs as Keras does";
+
 [[noreturn]] inline void unsupported(const Node& n, const std::string& what) {
   throw_error(Status::Unsupported, "layer '" + n.name + "' (" + n.keras_class + "): " + what);
 }
@@ -284,6 +290,7 @@ struct Step {
   AffineSource source = AffineSource::BatchNorm;
   // Merge
   Merge merge = Merge::Add;
+  std::vector<Bcast> bcast;  ///< per input (nd == 0: the output's layout); empty when no input broadcasts
   // Concat: per column, `outer` repetitions of each input's inner[i] values
   int64_t outer = 1;
   std::vector<int64_t> inner;
@@ -418,6 +425,9 @@ class Lowerer {
           s.epi = activation_epi(n, n.shape);
           break;
         case OpKind::Dense: {
+          // Keras 3 int8 Dense quantizes its inputs per row and multiplies in integers (CPU backend: cpu/);
+          // no CUDA kernel does that yet, and a dequantized float GEMM would give a different answer.
+          if (n.quantized_int8) unsupported(n, kInt8Why);
           const Array* kernel = n.find("kernel");
           if (!kernel) unsupported(n, "Dense without a kernel");
           s.kind = SK::Gemm;
@@ -492,18 +502,22 @@ class Lowerer {
           break;
         }
         case OpKind::Normalization: {
-          // Keras: (x - mean) / maximum(sqrt(variance), epsilon()) with the backend epsilon 1e-7.
+          // Keras: (x - mean) / maximum(sqrt(variance), epsilon()) with the backend epsilon 1e-7; invert=True:
+          // mean + x * maximum(sqrt(variance), epsilon()), the x * s + t form of Rescaling, folded like it.
           s.kind = SK::Affine;
-          s.source = AffineSource::Normalization;
+          s.source = n.invert ? AffineSource::Rescaling : AffineSource::Normalization;
           const Array* mean = n.find("mean");
           const Array* var = n.find("variance");
           if (!mean || !var) unsupported(n, "Normalization without mean/variance");
           std::vector<float> mv = broadcast_to(n, "mean", *mean, in);
           std::vector<float> vv = broadcast_to(n, "variance", *var, in);
           s.scale.resize(mv.size());
-          for (size_t i = 0; i < mv.size(); ++i) s.scale[i] = 1.0f / std::max(std::sqrt(vv[i]), 1e-7f);
+          for (size_t i = 0; i < mv.size(); ++i) {
+            const float d = std::max(std::sqrt(vv[i]), 1e-7f);
+            s.scale[i] = n.invert ? d : 1.0f / d;
+          }
           s.shift = std::move(mv);
-          s.subtract_first = true;
+          s.subtract_first = !n.invert;
           break;
         }
         case OpKind::Rescaling: {
@@ -523,6 +537,7 @@ class Lowerer {
         case OpKind::Minimum:
           s.kind = SK::Merge;
           s.merge = merge_of(n.op);
+          s.bcast = merge_broadcast(n);
           break;
         case OpKind::Concatenate: {
           s.kind = SK::Concat;
@@ -552,6 +567,33 @@ class Lowerer {
       p_.values[v].input = i;
     }
     for (int o : m_.outputs) p_.outputs.push_back(node_value[static_cast<size_t>(o)]);
+  }
+
+  // How each merge input is read against the merge's output shape (NumPy broadcasting); empty when every
+  // input has the output's shape (the plain element-wise path).
+  std::vector<Bcast> merge_broadcast(const Node& n) const {
+    std::vector<Bcast> out(n.inputs.size());
+    bool any = false;
+    for (size_t i = 0; i < n.inputs.size(); ++i) {
+      const Shape& is = m_.nodes[static_cast<size_t>(n.inputs[i])].shape;
+      cpu::BroadcastRead r;
+      std::string why;
+      if (!cpu::broadcast_read(is, n.shape, &r, &why)) unsupported(n, why);
+      if (r.identity() && shape_size(is) == shape_size(n.shape)) continue;
+      if (r.dims.size() > static_cast<size_t>(kMaxBcastDims))
+        unsupported(n, "input shape " + shape_str(is) + " broadcasts to " + shape_str(n.shape) + " over " +
+                           std::to_string(r.dims.size()) + " alternating axes; the CUDA backend handles at most " +
+                           std::to_string(kMaxBcastDims));
+      Bcast& b = out[i];
+      b.nd = static_cast<int32_t>(r.dims.size());
+      for (size_t d = 0; d < r.dims.size(); ++d) {
+        b.dims[d] = r.dims[d];
+        b.stride[d] = r.strides[d];
+      }
+      any = true;
+    }
+    if (!any) out.clear();
+    return out;
   }
 
   std::vector<int> uses() const {
@@ -668,7 +710,9 @@ class Lowerer {
     auto u = uses();
     for (size_t si = 0; si < steps_.size(); ++si) {
       Step& s = steps_[si];
-      if (s.kind != SK::Merge || s.merge != Merge::Add || s.epi.softmax || s.in.size() < 2) continue;
+      // A broadcasting Add reads its operands through index maps the GEMM's C operand cannot express.
+      if (s.kind != SK::Merge || s.merge != Merge::Add || s.epi.softmax || s.in.size() < 2 || !s.bcast.empty())
+        continue;
       for (size_t j = 0; j < s.in.size(); ++j) {
         const int v = s.in[j];
         const int pi = producer(v);
@@ -992,7 +1036,11 @@ class Lowerer {
             e.merge = s.merge;
             if (done > 0) e.ins.push_back(s.out);
             const int take = std::min(nin - done, kMaxEwInputs - static_cast<int>(e.ins.size()));
-            for (int i = 0; i < take; ++i) e.ins.push_back(s.in[done + i]);
+            if (!s.bcast.empty()) e.bcast.assign(e.ins.size(), Bcast{});  // the accumulated output: its own layout
+            for (int i = 0; i < take; ++i) {
+              e.ins.push_back(s.in[done + i]);
+              if (!s.bcast.empty()) e.bcast.push_back(s.bcast[static_cast<size_t>(done + i)]);
+            }
             done += take;
             const bool last_chunk = done == nin;
             if (e.ins.size() == 1) e.merge = Merge::Copy;
@@ -1108,8 +1156,13 @@ inline Program lower_model(const Model& model, const LowerOptions& options = {})
   return detail::Lowerer(model, options).run();
 }
 
-/// Whether the CUDA backend runs this node (every built-in op; custom layers whose class is registered).
+/// Whether the CUDA backend runs this node (every built-in op except Keras 3 int8 Dense; custom layers whose
+/// class is registered).
 inline bool cuda_supports(const Node& node, std::string* why) {
+  if (node.op == OpKind::Dense && node.quantized_int8) {
+    if (why) *why = detail::kInt8Why;
+    return false;
+  }
   if (node.op == OpKind::Custom && !find_custom_layer(node.keras_class)) {
     if (why)
       *why = "custom layer class '" + node.keras_class +
