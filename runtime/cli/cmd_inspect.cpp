@@ -1,4 +1,6 @@
 // `fkb inspect MODEL [--json] [--config CFG]`: what a Keras file holds and whether FKB can run it.
+// A model FKB refuses as Unsupported still gets its whole layer table, each layer FKB cannot run marked with the
+// reason, and inspect fails only after printing it (issue 12 kind 10).
 // `fkb inspect ENSEMBLE [--json]` (a directory of Keras files, a list file or a YAML ensemble config): the
 // member count, the shared architecture and each member's parameter count.
 #include <cstdio>
@@ -13,6 +15,7 @@
 #include "fkb/ensemble.hpp"
 #include "fkb/error.hpp"
 #include "fkb/model.hpp"
+#include "loader/support_report.hpp"
 
 namespace fkb::cli {
 
@@ -121,6 +124,66 @@ void run_inspect_ensemble(const InspectArgs& a) {
   std::printf("runnable:      %s\n", all_ok ? "yes (every layer runs on the CPU backend)" : "no (see the layers above)");
 }
 
+// "humid, temp" for dict models' keys (Keras' flat order: sorted keys).
+std::string keys_str(const std::vector<std::string>& keys) {
+  std::string s;
+  for (const auto& k : keys) s += (s.empty() ? "" : ", ") + k;
+  return s;
+}
+
+// Model::load refused the model as Unsupported: list every layer of its config, mark those FKB cannot run, then
+// fail with a summary. When the config itself cannot be read, the loader's own error stands.
+void run_inspect_unsupported(const InspectArgs& a, const Error& load_error) {
+  Model::LoadOptions lo;
+  lo.config_path = a.config;
+  std::vector<loader::LayerSupport> layers;
+  try {
+    layers = loader::support_report(a.model, lo);
+  } catch (const std::exception&) {
+    throw load_error;
+  }
+  std::string bad;
+  int n_bad = 0;
+  for (const auto& l : layers)
+    if (!l.ok) bad += std::string(n_bad++ ? ", " : "") + "'" + l.path + "' (" + l.cls + ")";
+  const std::string msg = load_error.what();
+  const size_t sup = msg.find(". Supported: ");
+  const std::string supported = sup == std::string::npos ? "" : msg.substr(sup + 2);
+  // The load failed for a reason no single layer's class explains (e.g. how layers are connected): say it.
+  const std::string summary =
+      n_bad ? "'" + a.model + "': " + std::to_string(n_bad) + " of " + std::to_string(layers.size()) +
+                  " layers cannot be run by FKB: " + bad
+            : msg;
+
+  if (a.json) {
+    nlohmann::json j;
+    j["file"] = a.model;
+    j["runnable"] = false;
+    j["error"] = msg;
+    j["layers"] = nlohmann::json::array();
+    for (const auto& l : layers) {
+      nlohmann::json e = {{"name", l.path}, {"class", l.cls}, {"runnable", l.ok}};
+      if (!l.ok) e["reason"] = l.reason;
+      j["layers"].push_back(e);
+    }
+    std::cout << j.dump(1) << "\n";
+  } else {
+    std::printf("file:          %s\n", a.model.c_str());
+    std::printf("model:         not loadable: %d of %zu layers cannot run (marked below)\n\n", n_bad, layers.size());
+    std::printf("%-4s %-34s %-20s  %s\n", "#", "layer", "class", "runs");
+    std::printf("%s\n", std::string(124, '-').c_str());
+    for (size_t i = 0; i < layers.size(); ++i)
+      std::printf("%-4zu %-34s %-20s  %s\n", i, layers[i].path.c_str(), layers[i].cls.c_str(),
+                  layers[i].ok ? "yes" : ("no: " + layers[i].reason).c_str());
+    std::printf("%s\n", std::string(124, '-').c_str());
+    if (n_bad == 0) std::printf("load error:    %s\n", msg.c_str());
+    if (!supported.empty()) std::printf("supported:     %s\n", supported.substr(11).c_str());
+    std::printf("runnable:      no\n");
+  }
+  std::fflush(stdout);
+  throw Error(Status::Unsupported, summary);
+}
+
 void run_inspect(const InspectArgs& a) {
   if (is_ensemble_path(a.model)) {
     run_inspect_ensemble(a);
@@ -128,7 +191,14 @@ void run_inspect(const InspectArgs& a) {
   }
   Model::LoadOptions lo;
   lo.config_path = a.config;
-  const Model m = Model::load(a.model, lo);
+  Model loaded;
+  try {
+    loaded = Model::load(a.model, lo);
+  } catch (const Error& e) {
+    if (e.status() != Status::Unsupported) throw;
+    run_inspect_unsupported(a, e);
+  }
+  const Model& m = loaded;
   auto cpu = make_cpu_backend();
 
   std::vector<std::string> why(m.nodes.size());
@@ -151,6 +221,8 @@ void run_inspect(const InspectArgs& a) {
     for (int i = 0; i < m.num_inputs(); ++i) j["inputs"].push_back(shape_json(m.input_shape(i)));
     j["outputs"] = nlohmann::json::array();
     for (int i = 0; i < m.num_outputs(); ++i) j["outputs"].push_back(shape_json(m.output_shape(i)));
+    if (!m.info.input_keys.empty()) j["input_keys"] = m.info.input_keys;
+    if (!m.info.output_keys.empty()) j["output_keys"] = m.info.output_keys;
     j["layers"] = nlohmann::json::array();
     for (size_t i = 0; i < m.nodes.size(); ++i) {
       const Node& n = m.nodes[i];
@@ -186,7 +258,13 @@ void run_inspect(const InspectArgs& a) {
   for (int i = 0; i < m.num_inputs(); ++i) std::printf("%s%s", i ? ", " : "", shape_str(m.input_shape(i)).c_str());
   std::printf("\noutputs:       ");
   for (int i = 0; i < m.num_outputs(); ++i) std::printf("%s%s", i ? ", " : "", shape_str(m.output_shape(i)).c_str());
-  std::printf("\ntotal params:  %lld\n", static_cast<long long>(m.param_count()));
+  std::printf("\n");
+  // Dict models: the files given to predict follow Keras' flat order, which sorts the dict keys.
+  if (!m.info.input_keys.empty())
+    std::printf("inputs (dict, Keras' flat order = sorted keys): %s\n", keys_str(m.info.input_keys).c_str());
+  if (!m.info.output_keys.empty())
+    std::printf("outputs (dict, Keras' flat order = sorted keys): %s\n", keys_str(m.info.output_keys).c_str());
+  std::printf("total params:  %lld\n", static_cast<long long>(m.param_count()));
   std::printf("FLOPs/column:  %lld\n", static_cast<long long>(m.flops_per_column()));
   std::printf("runnable:      %s\n", all_ok ? "yes (every layer runs on the CPU backend)" : "no (see the layers above)");
 }

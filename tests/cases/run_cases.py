@@ -126,6 +126,17 @@ class Keras:
         return [np.asarray(v, dtype=np.float32) for v in k.tree.flatten(y)]
 
 
+def check_dict_keys(rep, label, km, info):
+    """A dict-input/-output model: inspect's input_keys/output_keys are Keras' flat order (sorted keys)."""
+    for side, struct in (("input", getattr(km, "_inputs_struct", None)), ("output", getattr(km, "_outputs_struct", None))):
+        if not isinstance(struct, dict):
+            continue
+        want = sorted(struct)  # keras.tree.flatten's order of a dict
+        got = info.get(side + "_keys")
+        rep.line("PASS" if got == want else "FAIL", label, side + "_keys",
+                 "fkb %s, Keras' flat order %s" % (got, want))
+
+
 def keras_version_of(path):
     """The keras_version attribute of an HDF5 model/weights file ('' when none or not HDF5)."""
     try:
@@ -188,24 +199,28 @@ def check_entry(args, keras, rep, d, entry, tf_jobs, workdir):
         ok, text = compare([np.load(o) for o in outs], refs, alts)
         rep.line("PASS" if ok else "FAIL", label, "predict", text)
 
-    # Parameter count: FKB's inspect against Keras' count_params() of the source model.
+    # Parameter count: FKB's inspect against Keras' count_params() of the source model; for dict models, the
+    # dict keys inspect states against Keras' flat order.
     rc, out, err = run([args.fkb, "inspect", "--json", src] + cfg)
-    fkb_params = None
+    info = None
     if rc != 0:
         rep.line("FAIL", label, "params", "fkb inspect exit %d: %s" % (rc, first_line(err or out)))
     else:
         try:
-            fkb_params = int(json.loads(out)["total_params"])
+            info = json.loads(out)
+            info["total_params"] = int(info["total_params"])
         except Exception as e:
+            info = None
             rep.line("FAIL", label, "params", "fkb inspect --json gave no total_params: %s" % first_line(str(e)))
-    if fkb_params is not None:
+    if info is not None:
+        fkb_params = info["total_params"]
         if keras.mod is None:
             rep.line("SKIP", label, "params", "fkb %d; %s" % (fkb_params, keras.error))
         else:
             try:
-                n = int(keras.load(src, os.path.join(d, entry["config"]) if entry.get("config") else None).count_params())
-                rep.line("PASS" if n == fkb_params else "FAIL", label, "params", "fkb %d, Keras %d" % (fkb_params, n))
+                km = keras.load(src, os.path.join(d, entry["config"]) if entry.get("config") else None)
             except Exception as e:  # Keras 3 cannot read it: ask tf-keras (if the source is a Keras 2 file)
+                km = None
                 if keras_version_of(src).startswith("2."):
                     tf_jobs.append({"label": label, "check": "params", "kind": "params", "model": src,
                                     "config": os.path.join(d, entry["config"]) if entry.get("config") else "",
@@ -213,6 +228,10 @@ def check_entry(args, keras, rep, d, entry, tf_jobs, workdir):
                 else:
                     rep.line("SKIP", label, "params", "fkb %d; Keras cannot load the source file: %s"
                              % (fkb_params, first_line(str(e))))
+            if km is not None:
+                n = int(km.count_params())
+                rep.line("PASS" if n == fkb_params else "FAIL", label, "params", "fkb %d, Keras %d" % (fkb_params, n))
+                check_dict_keys(rep, label, km, info)
 
     if args.no_convert:
         return
