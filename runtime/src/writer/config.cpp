@@ -35,7 +35,10 @@ std::string input_dtype(const Layer& l) {
 }
 
 json keras3_dtype(const Layer& l) {
-  if (l.dtype_json.is_object() && l.dtype_json.contains("module") && l.dtype_json.contains("class_name")) {
+  // A Keras 3 policy object (DTypePolicy, QuantizedDTypePolicy, ...) is kept as read; tf-keras' "Policy" is not one.
+  const json& dj = l.dtype_json;
+  if (dj.is_object() && dj.contains("module") && dj.contains("class_name") && dj["class_name"].is_string() &&
+      dj["class_name"].get<std::string>().find("DTypePolicy") != std::string::npos) {
     json d = l.dtype_json;  // a Keras 3 policy object as read (DTypePolicy, QuantizedDTypePolicy, ...)
     d.erase("shared_object_id");
     return d;
@@ -49,10 +52,9 @@ json keras3_dtype(const Layer& l) {
           {"registered_name", nullptr}};
 }
 
-json tfkeras_dtype(const Layer& l) {
-  if (is_mixed(l.dtype)) return {{"class_name", "Policy"}, {"config", {{"name", l.dtype}}}};
-  return l.dtype;
-}
+// tf-keras takes a policy name string for "dtype" ("mixed_float16" included, Layer._set_dtype_policy), and so does
+// Keras 3, which cannot read tf-keras' {"class_name": "Policy"} object: the string loads in both.
+json tfkeras_dtype(const Layer& l) { return l.dtype; }
 
 json layer_config(const Layer& l, Flavour f) {
   json c = json::object();

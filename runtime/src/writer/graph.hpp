@@ -46,7 +46,10 @@ struct Layer {
   bool trainable = true;
   bool custom = false;           ///< config is the user's, written back as it was read
   bool merge = false;            ///< called with a list of tensors (merge layers, Concatenate)
-  std::vector<Var> vars;         ///< in Keras' variable order
+  std::vector<Var> vars;         ///< in Keras' variable order (what save_own_variables writes to .keras)
+  /// Positions in `vars` in the order of layer.weights, which legacy .h5 files list (an int8 Dense creates its bias
+  /// before its int8 kernel and scale); empty: the same as `vars`.
+  std::vector<int> legacy_order;
   std::vector<Call> calls;       ///< InputLayer: one call with no inputs
   bool is_input() const { return cls == "InputLayer"; }
 };

@@ -184,6 +184,8 @@ class Lowerer {
         if (n.quantized_int8) {
           var(l, n, "kernel_scale");
           l.vars[0].store = h5::StoreType::Int8;
+          // layer.weights of a quantized Dense: bias (built first), kernel, kernel_scale.
+          l.legacy_order = n.use_bias ? std::vector<int>{1, 0, 2} : std::vector<int>{0, 1};
         }
         TensorRef t = add(std::move(l), ins, n.shape);
         if (act.empty()) t = add_activation_layers(n, n.activation, t, "");

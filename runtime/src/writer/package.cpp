@@ -119,7 +119,11 @@ void write_legacy_h5(const Graph& g, const std::vector<int>& order, const json& 
       const Layer& layer = g.layers[l];
       h5::Handle grp = h5::create_group(mw.get(), layer.name, path);
       std::vector<std::string> wn;
-      for (const Var& v : layer.vars) {
+      std::vector<int> positions = layer.legacy_order;
+      if (positions.empty())
+        for (size_t i = 0; i < layer.vars.size(); ++i) positions.push_back(static_cast<int>(i));
+      for (int pos : positions) {
+        const Var& v = layer.vars[pos];
         // tf-keras names variables "<layer>/<role>:0", Keras 3 "<layer>/<role>"; loaders match by position.
         wn.push_back(layer.name + "/" + v.role + (tf ? ":0" : ""));
         // bfloat16 has no HDF5 type h5py reads back as a number in a legacy file: float32 holds it exactly, and
