@@ -348,7 +348,8 @@ DatasetInfo check_dataset(hid_t d, const std::string& where, const std::string& 
     throw_error(Status::ShapeMismatch, where + ": " + what + " has the shape " + shape_str(info.shape) +
                                          " but " + rule->why + " implies " + expect);
   }
-  if (info.type_class != H5T_FLOAT && info.type_class != H5T_INTEGER) return info;  // the caller refuses it
+  // Opaque: h5py's storage of ml_dtypes.bfloat16 (Keras 3), read by read_array; other classes the caller refuses.
+  if (info.type_class != H5T_FLOAT && info.type_class != H5T_INTEGER && info.type_class != H5T_OPAQUE) return info;
   if (info.type_size == 0 || info.type_size > 16) refuse("has an invalid element size");
 
   // Declared bytes vs what the file stores for them (H5Dget_storage_size: the bytes allocated in the file).
@@ -421,9 +422,9 @@ std::vector<std::string> read_string_attr(hid_t loc, const std::string& name, co
                                          loader::bytes_str(max_bytes) + limit);
   try {
     if (vlen) {
-      Handle mem(H5Tcopy(H5T_C_S1), Handle::Kind::Datatype);
       // HDF5 1.10 follows each string's global-heap reference without checking it: check first.
       check_vlen_string_attr(loc, name, static_cast<uint64_t>(n), where);
+      Handle mem(H5Tcopy(H5T_C_S1), Handle::Kind::Datatype);
       H5Tset_size(mem.get(), H5T_VARIABLE);
       H5Tset_cset(mem.get(), H5Tget_cset(type.get()));
       std::vector<char*> ptrs(static_cast<size_t>(n), nullptr);
@@ -502,15 +503,68 @@ std::vector<std::string> children(hid_t loc, const std::string& path, const std:
   return out;
 }
 
+namespace {
+
+const char* type_class_name(H5T_class_t c) {
+  switch (c) {
+    case H5T_STRING: return "string";
+    case H5T_BITFIELD: return "bitfield";
+    case H5T_OPAQUE: return "opaque";
+    case H5T_COMPOUND: return "compound";
+    case H5T_REFERENCE: return "reference";
+    case H5T_ENUM: return "enum";
+    case H5T_VLEN: return "variable-length";
+    case H5T_ARRAY: return "array";
+    default: return "unknown";
+  }
+}
+
+// Whether a 2-byte opaque dataset holds bfloat16: Keras 3's H5IOStore marks it with the attribute dtype="bfloat16"
+// (.keras, .weights.h5); its legacy .h5 writer does not, and the layer's dtype policy says it (`layer_bfloat16`).
+bool opaque_is_bfloat16(hid_t dset, const DatasetInfo& info, bool layer_bfloat16, const std::string& where) {
+  if (info.type_size != 2) return false;
+  if (layer_bfloat16) return true;
+  if (!has_attr(dset, "dtype")) return false;
+  Handle a(H5Aopen(dset, "dtype", H5P_DEFAULT), Handle::Kind::Attribute);
+  Handle t(a.valid() ? H5Aget_type(a.get()) : -1, Handle::Kind::Datatype);
+  if (!t.valid() || H5Tget_class(t.get()) != H5T_STRING) return false;
+  return attr_string(dset, "dtype", where, 64) == "bfloat16";
+}
+
+// bfloat16 is the upper half of a float32: widening is exact. h5py stores the raw little-endian bytes of the numpy
+// array (opaque types have no byte order of their own).
+void read_bfloat16(hid_t dset, const std::string& where, const std::string& path, Array* a) {
+  std::vector<unsigned char> raw(a->data.size() * 2);
+  Handle type(H5Dget_type(dset), Handle::Kind::Datatype);
+  if (!type.valid() || H5Dread(dset, type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, raw.data()) < 0)
+    throw_error(Status::FormatError,
+                where + ": weight '" + path + "' cannot be read (the file is truncated or corrupted)");
+  for (size_t i = 0; i < a->data.size(); ++i) {
+    const uint32_t bits = (uint32_t{raw[2 * i + 1]} << 24) | (uint32_t{raw[2 * i]} << 16);
+    std::memcpy(&a->data[i], &bits, sizeof bits);
+  }
+}
+
+}  // namespace
+
 Array read_array(hid_t loc, const std::string& path, const std::string& where, loader::WeightBudget& budget,
-                 const ShapeRule* rule) {
+                 const ShapeRule* rule, bool layer_bfloat16) {
   const std::string what = "weight '" + path + "'";
   if (!exists(loc, path, where, what))
     throw_error(Status::FormatError, where + ": weight dataset '" + path + "' is missing");
   Handle d = open_dataset(loc, path, where, what);
   const DatasetInfo info = check_dataset(d.get(), where, what, "model file", rule);
-  if (info.type_class != H5T_FLOAT && info.type_class != H5T_INTEGER)
-    throw_error(Status::FormatError, where + ": weight '" + path + "' is not numeric");
+  const bool bf16 = info.type_class == H5T_OPAQUE && opaque_is_bfloat16(d.get(), info, layer_bfloat16, where);
+  if (info.type_class == H5T_OPAQUE && !bf16)
+    throw_error(Status::FormatError,
+                where + ": weight '" + path + "' holds opaque " + std::to_string(info.type_size) +
+                    "-byte values that are not marked as bfloat16 (no dtype=\"bfloat16\" attribute, and the "
+                    "layer's dtype policy is not bfloat16); FKB reads float16, float32, float64, bfloat16 and "
+                    "integer weights");
+  if (info.type_class != H5T_FLOAT && info.type_class != H5T_INTEGER && !bf16)
+    throw_error(Status::FormatError, where + ": weight '" + path + "' is not numeric (HDF5 " +
+                                         type_class_name(info.type_class) +
+                                         " type); FKB reads float16, float32, float64, bfloat16 and integer weights");
   const uint64_t bytes = info.elements * sizeof(float);  // check_dataset: elements * type_size fits in 64 bits
   if (info.elements > UINT64_MAX / sizeof(float))
     throw_error(Status::FormatError, where + ": weight '" + path + "' declares the shape " + shape_str(info.shape) +
@@ -520,6 +574,10 @@ Array read_array(hid_t loc, const std::string& path, const std::string& where, l
   a.shape = info.shape;
   try {
     a.data.resize(static_cast<size_t>(info.elements));
+    if (bf16 && info.elements > 0) {
+      read_bfloat16(d.get(), where, path, &a);
+      return a;
+    }
   } catch (const std::bad_alloc&) {
     throw_error(Status::FormatError, where + ": weight '" + path + "' " + shape_str(info.shape) + " needs " +
                                          loader::bytes_str(bytes) + ", which this process cannot allocate");
@@ -527,6 +585,7 @@ Array read_array(hid_t loc, const std::string& path, const std::string& where, l
     throw_error(Status::FormatError, where + ": weight '" + path + "' " + shape_str(info.shape) + " needs " +
                                          loader::bytes_str(bytes) + ", which this process cannot allocate");
   }
+  // HDF5 converts float16/float64/integers to float32 (float16 and int8 exactly).
   if (info.elements > 0 &&
       H5Dread(d.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, a.data.data()) < 0)
     throw_error(Status::FormatError,

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "loader/keras_config.hpp"
+#include "loader/keras_weights.hpp"
 
 namespace fkb::keras {
 
@@ -49,7 +50,13 @@ std::vector<VarSpec> own_variables(const LayerSpec& l, int /*keras_major*/) {
   std::vector<VarSpec> v;
   const json& c = l.config;
   const bool t = l.trainable;
-  if (l.cls == "Dense" || l.cls == "Conv1D") {
+  if (l.cls == "Dense" && quantization_mode(l) == "int8") {
+    // Keras 3 Dense.variable_serialization_spec["int8"]: kernel (int8), bias, kernel_scale; the int8 kernel and its
+    // scale are created non-trainable (Dense._int8_build), which orders the legacy .h5 list bias, kernel, scale.
+    v.push_back({"kernel", false});
+    if (c.value("use_bias", true)) v.push_back({"bias", t});
+    v.push_back({"kernel_scale", false});
+  } else if (l.cls == "Dense" || l.cls == "Conv1D") {
     v.push_back({"kernel", t});
     if (c.value("use_bias", true)) v.push_back({"bias", t});
   } else if (l.cls == "BatchNormalization") {

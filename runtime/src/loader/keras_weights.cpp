@@ -7,6 +7,7 @@
 //    (keras/src/saving/saving_lib.py, `_save_container_state`).
 #include "loader/keras_weights.hpp"
 
+#include <algorithm>
 #include <map>
 
 #include "fkb/error.hpp"
@@ -19,6 +20,7 @@ namespace {
 struct Slot {
   LayerSpec* layer;
   VarSpec var;
+  size_t index;  ///< position in own_variables(layer): LayerSpec::weights keeps that order
 };
 
 // The order Keras' legacy format lists a layer's weights: all trainable variables of the layer and its
@@ -26,7 +28,9 @@ struct Slot {
 // non-trainable, in their own order.
 void gather(LayerSpec& l, int major, std::vector<Slot>* trainable, std::vector<Slot>* frozen) {
   if (!l.is_model) {
-    for (const auto& v : own_variables(l, major)) (v.trainable && l.trainable ? trainable : frozen)->push_back({&l, v});
+    const auto vars = own_variables(l, major);
+    for (size_t i = 0; i < vars.size(); ++i)
+      (vars[i].trainable && l.trainable ? trainable : frozen)->push_back({&l, vars[i], i});
     return;
   }
   if (!l.trainable) {
@@ -76,13 +80,15 @@ bool has_custom(const LayerSpec& l) {
 // What the config fixes about a variable's shape, checked before the weight is read: a Dense/Conv1D kernel ends in
 // `units`/`filters` (Keras: kernel (input_dim, units) / (kernel_size, in_channels, filters)), its bias is (units,).
 // Other layers' shapes depend on their inputs and are checked when the graph is built.
+// An int8 Dense's kernel_scale is (units,) (Dense._int8_build).
 const h5::ShapeRule* shape_rule(const LayerSpec& l, const std::string& role, h5::ShapeRule* out) {
-  if ((l.cls != "Dense" && l.cls != "Conv1D") || (role != "kernel" && role != "bias")) return nullptr;
+  if ((l.cls != "Dense" && l.cls != "Conv1D") || (role != "kernel" && role != "bias" && role != "kernel_scale"))
+    return nullptr;
   const char* key = l.cls == "Dense" ? "units" : "filters";
   auto it = l.config.find(key);
   if (it == l.config.end() || !it->is_number_integer() || it->get<int64_t>() < 0) return nullptr;
   out->last_dim = it->get<int64_t>();
-  out->rank = role == "bias" ? 1 : (l.cls == "Dense" ? 2 : 3);
+  out->rank = role == "kernel" ? (l.cls == "Dense" ? 2 : 3) : 1;
   out->why = std::string(key) + "=" + std::to_string(out->last_dim) + " in the config";
   return out;
 }
@@ -90,7 +96,7 @@ const h5::ShapeRule* shape_rule(const LayerSpec& l, const std::string& role, h5:
 Array read_weight(hid_t loc, const std::string& path, const std::string& where, loader::WeightBudget& budget,
                   const LayerSpec& l, const std::string& role) {
   h5::ShapeRule r;
-  return h5::read_array(loc, path, where, budget, shape_rule(l, role, &r));
+  return h5::read_array(loc, path, where, budget, shape_rule(l, role, &r), variables_bfloat16(l));
 }
 
 void clear_weights(LayerSpec& l) {
@@ -115,7 +121,7 @@ void read_legacy_weights(hid_t group, const std::string& where, LayerSpec& model
       h5::Handle g = h5::open_group(group, child.name, lw, gwhat);
       if (attr_empty(g.get(), "weight_names")) continue;  // h5py writes an empty list as a 0-length float array
       for (const auto& name : h5::attr_strings(g.get(), "weight_names", lw)) {
-        child.weights.push_back(h5::read_array(g.get(), name, lw, budget));
+        child.weights.push_back(h5::read_array(g.get(), name, lw, budget, nullptr, variables_bfloat16(child)));
         child.weight_names.push_back(name);
       }
       continue;
@@ -140,6 +146,12 @@ void read_legacy_weights(hid_t group, const std::string& where, LayerSpec& model
                                            (has_custom(child) ? "; custom layers with weights inside nested models "
                                                                 "are supported in .keras files only"
                                                               : ""));
+    // The file's order (trainable first) can differ from Keras' creation order (an int8 Dense: bias, kernel,
+    // kernel_scale): each weight goes to its own_variables position.
+    for (const auto& s : slots) {
+      s.layer->weights.resize(std::max(s.layer->weights.size(), s.index + 1));
+      s.layer->weight_names.resize(s.layer->weights.size());
+    }
     for (size_t i = 0; i < names.size(); ++i) {
       const std::string role = var_role(names[i]);
       if (role != slots[i].var.role)
@@ -150,13 +162,25 @@ void read_legacy_weights(hid_t group, const std::string& where, LayerSpec& model
       const std::string vw = slots[i].layer == &child
                                  ? lw
                                  : lw + ": layer '" + slots[i].layer->name + "' (" + slots[i].layer->cls + ")";
-      slots[i].layer->weights.push_back(read_weight(g.get(), names[i], vw, budget, *slots[i].layer, role));
-      slots[i].layer->weight_names.push_back(names[i]);
+      slots[i].layer->weights[slots[i].index] = read_weight(g.get(), names[i], vw, budget, *slots[i].layer, role);
+      slots[i].layer->weight_names[slots[i].index] = names[i];
     }
   }
 }
 
+VarStore::Found SingleFileStore::find(const std::string& vars_group, size_t index, const std::string& where) {
+  const std::string vpath = vars_group + "/" + std::to_string(index);
+  if (!h5::exists(file_, vpath, where, "weight '" + vpath + "'")) return {};
+  return {file_, where};
+}
+
 void read_keras3_weights(hid_t file, const std::string& base, const std::string& where, LayerSpec& model,
+                         int keras_major, loader::WeightBudget& budget) {
+  SingleFileStore store(file);
+  read_keras3_weights(store, base, where, model, keras_major, budget);
+}
+
+void read_keras3_weights(VarStore& store, const std::string& base, const std::string& where, LayerSpec& model,
                          int keras_major, loader::WeightBudget& budget) {
   if (base.empty()) clear_weights(model);
   std::map<std::string, int> used;
@@ -173,33 +197,35 @@ void read_keras3_weights(hid_t file, const std::string& base, const std::string&
     }
     const std::string path = (base.empty() ? "" : base + "/") + "layers/" + name;
     if (child.is_model) {
-      read_keras3_weights(file, path, where, child, keras_major, budget);
+      read_keras3_weights(store, path, where, child, keras_major, budget);
       continue;
     }
     const std::string lw = where + ": layer '" + child.name + "' (" + child.cls + ")";
+    const std::string vars_group = path + "/vars";
     if (is_registered_custom(child)) {
       // A registered custom layer takes every variable the file holds for it: vars/0, vars/1, ...
       for (size_t i = 0;; ++i) {
-        const std::string vpath = path + "/vars/" + std::to_string(i);
-        if (!h5::exists(file, vpath, lw, "weight '" + vpath + "'")) break;
-        child.weights.push_back(h5::read_array(file, vpath, lw, budget));
+        const VarStore::Found f = store.find(vars_group, i, lw);
+        if (f.file < 0) break;
+        const std::string vpath = vars_group + "/" + std::to_string(i);
+        child.weights.push_back(h5::read_array(f.file, vpath, f.where, budget, nullptr, variables_bfloat16(child)));
         child.weight_names.push_back(vpath);
       }
       continue;
     }
     const auto vars = own_variables(child, keras_major);
     for (size_t i = 0; i < vars.size(); ++i) {
-      const std::string vpath = path + "/vars/" + std::to_string(i);
-      if (!h5::exists(file, vpath, lw, "weight '" + vpath + "'"))
+      const std::string vpath = vars_group + "/" + std::to_string(i);
+      const VarStore::Found f = store.find(vars_group, i, lw);
+      if (f.file < 0)
         throw_error(Status::FormatError, lw + ": weight '" + vars[i].role + "' is missing (expected dataset '" +
                                              vpath + "')");
-      child.weights.push_back(read_weight(file, vpath, lw, budget, child, vars[i].role));
+      child.weights.push_back(read_weight(f.file, vpath, f.where, budget, child, vars[i].role));
       child.weight_names.push_back(vpath);
     }
-    const std::string extra = path + "/vars/" + std::to_string(vars.size());
-    if (h5::exists(file, extra, lw, "weight '" + extra + "'"))
-      throw_error(Status::FormatError, lw + ": the file holds more weights under '" + path +
-                                           "/vars' than the config implies (" + std::to_string(vars.size()) + ")");
+    if (store.find(vars_group, vars.size(), lw).file >= 0)
+      throw_error(Status::FormatError, lw + ": the file holds more weights under '" + vars_group +
+                                           "' than the config implies (" + std::to_string(vars.size()) + ")");
   }
 }
 

@@ -1,8 +1,10 @@
-// The Keras 3 zip (.keras): config.json, metadata.json, model.weights.h5 (keras/src/saving/saving_lib.py).
+// The Keras 3 zip (.keras): config.json, metadata.json, model.weights.h5 (keras/src/saving/saving_lib.py), and the
+// model built from those three parts, which the unzipped directory (loader/keras_dir.cpp) shares.
 // Sizes are checked from the zip's central directory before anything is inflated (README "Loading policy").
 #include <zip.h>
 
 #include <algorithm>
+#include <functional>
 #include <new>
 #include <string>
 #include <vector>
@@ -120,32 +122,16 @@ Model read_keras_zip(zip_t* z, const std::string& path, const loader::Limits& li
     throw_error(Status::FormatError, "'" + path + "' is a zip but not a Keras model: it has no config.json");
   zip_read(zip.z, "metadata.json", &metadata, path);
   const bool has_weights = zip_read(zip.z, "model.weights.h5", &weights, path);
-
-  Model m;
-  m.info.path = path;
-  m.info.format = "keras";
-  const json doc =
-      keras::parse_config_text(std::string(config.begin(), config.end()), path + ":config.json", false, lim);
-  if (!metadata.empty()) {
-    try {
-      take_keras_versions(m.info, keras::parse_config_text(std::string(metadata.begin(), metadata.end()),
-                                                           path + ":metadata.json", false, lim));
-    } catch (const json::exception&) {
-      throw_error(Status::FormatError, "'" + path + "': metadata.json is not a JSON object of strings");
-    }
-  }
-  int major = keras_major_of(m.info.keras_version);
-  if (major == 0) major = 3;
-  keras::LayerSpec top = keras::parse_model_config(doc, path);
-  keras::check_supported_tree(top, path);
-  if (!has_weights) throw_error(Status::FormatError, "'" + path + "' has no model.weights.h5 in the zip");
-  h5::File wf = h5::File::open_image(weights, path + ":model.weights.h5");
-  loader::WeightBudget budget(lim.max_weight_bytes, path);
-  keras::read_keras3_weights(wf.id(), "", path, top, major, budget);
-  finish_model(m, top, major, path);
-  return m;
+  return keras3_model_from_parts(
+      {std::string(config.begin(), config.end()), std::string(metadata.begin(), metadata.end()), path,
+       path + ":config.json", path + ":metadata.json", "keras"},
+      [&](const std::function<void(hid_t)>& read) {
+        if (!has_weights) throw_error(Status::FormatError, "'" + path + "' has no model.weights.h5 in the zip");
+        h5::File wf = h5::File::open_image(weights, path + ":model.weights.h5");
+        read(wf.id());
+      },
+      lim);
 }
-
 
 [[noreturn]] void not_a_zip(const std::string& path, zip_error_t* ze) {
   const std::string msg = zip_error_strerror(ze);
@@ -155,6 +141,30 @@ Model read_keras_zip(zip_t* z, const std::string& path, const loader::Limits& li
 }
 
 }  // namespace
+
+Model keras3_model_from_parts(const Keras3Parts& parts, const std::function<void(const std::function<void(hid_t)>&)>& with_weights,
+                              const loader::Limits& lim) {
+  Model m;
+  m.info.path = parts.path;
+  m.info.format = parts.format;
+  const json doc = keras::parse_config_text(parts.config, parts.config_label, false, lim);
+  if (!parts.metadata.empty()) {
+    try {
+      take_keras_versions(m.info, keras::parse_config_text(parts.metadata, parts.metadata_label, false, lim));
+    } catch (const json::exception&) {
+      throw_error(Status::FormatError, "'" + parts.path + "': metadata.json is not a JSON object of strings");
+    }
+  }
+  int major = keras_major_of(m.info.keras_version);
+  if (major == 0) major = 3;
+  keras::LayerSpec top = keras::parse_model_config(doc, parts.path);
+  keras::check_quantized_tree(top, parts.path);
+  keras::check_supported_tree(top, parts.path);
+  loader::WeightBudget budget(lim.max_weight_bytes, parts.path);
+  with_weights([&](hid_t weights) { keras::read_keras3_weights(weights, "", parts.path, top, major, budget); });
+  finish_model(m, top, major, parts.path);
+  return m;
+}
 
 Model load_keras_zip(const std::string& path, const loader::Limits& limits) {
   int err = 0;

@@ -3,7 +3,10 @@
 //   legacy weights-only (.h5)  root attr layer_names, no model_config (needs a config file)
 //   Keras 3 weights (.weights.h5) group layers/..., no model_config (needs a config file)
 //   Keras 3 zip (.keras)       config.json, metadata.json, model.weights.h5 (loader/keras_zip.cpp)
+//   Keras 3 directory          the same three files, unzipped: model.save(path, zipped=False) (loader/keras_dir.cpp)
+//   Keras 3 sharded weights    x.weights.json + shard .h5 files beside it (needs a config file; loader/keras_shards.cpp)
 // Every reader enforces the loading policy (loader/limits.hpp, README "Loading policy").
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -29,9 +32,6 @@ int keras_major_of(const std::string& version) {
   return std::atoi(version.c_str());
 }
 
-namespace {
-
-// Keras 3 configs carry "module" keys on layers; Keras 2 configs never do.
 int guess_keras_major(const json& doc) {
   if (doc.contains("module")) return 3;
   if (doc.contains("config") && doc["config"].is_object() && doc["config"].contains("layers") &&
@@ -40,6 +40,8 @@ int guess_keras_major(const json& doc) {
     return 3;
   return 2;
 }
+
+namespace {
 
 bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -58,8 +60,13 @@ ConfigDoc read_config_file(const std::string& path, const loader::Limits& lim) {
 
 }  // namespace
 
+json read_weights_only_config(const std::string& config_path, const loader::Limits& lim) {
+  return read_config_file(config_path, lim).doc;
+}
+
 void finish_model(Model& m, keras::LayerSpec& top, int major, const std::string& where) {
   keras::build_graph(top, major, m, where);
+  keras::mark_quantized_nodes(m);
   m.info.model_class = top.cls;
   m.info.name = top.name;
   m.info.keras_major = major;
@@ -118,6 +125,7 @@ Model load_h5_file(const h5::File& f, const std::string& path, const Model::Load
   if (major == 0) major = guess_keras_major(doc);
 
   keras::LayerSpec top = keras::parse_model_config(doc, where);
+  keras::check_quantized_tree(top, where);
   keras::check_supported_tree(top, where);
   loader::WeightBudget budget(lim.max_weight_bytes, path);
   if (full) {
@@ -165,10 +173,11 @@ Model Model::load(const std::string& path, const LoadOptions& options) {
   struct stat st;
   if (stat(path.c_str(), &st) != 0)
     throw_error(Status::FileError, "cannot open model '" + path + "': " + std::strerror(errno));
+  const loader::Limits lim = loader::resolve(options.limits);
   if (S_ISDIR(st.st_mode)) {
-    throw_error(Status::FileError, "'" + path +
-                                       "' is a directory; FKB reads Keras files (.h5, .keras), not TensorFlow "
-                                       "SavedModel directories");
+    std::lock_guard<std::recursive_mutex> guard(h5::lock());
+    h5::QuietErrors quiet;
+    return load_guarded(path, [&] { return load_keras_dir(path, lim); });
   }
   unsigned char magic[8] = {0};
   {
@@ -179,12 +188,16 @@ Model Model::load(const std::string& path, const LoadOptions& options) {
   }
   static const unsigned char hdf5_sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
   const bool is_zip = magic[0] == 'P' && magic[1] == 'K' && magic[2] == 3 && magic[3] == 4;
+  // A JSON document: sharded weights (x.weights.json). Keras writes it with json.dumps, so it starts with '{'.
+  size_t first = 0;
+  while (first < sizeof magic && std::isspace(magic[first])) ++first;
+  const bool is_json = first < sizeof magic && magic[first] == '{';
 
-  const loader::Limits lim = loader::resolve(options.limits);
   std::lock_guard<std::recursive_mutex> guard(h5::lock());
   h5::QuietErrors quiet;
   try {
     if (is_zip) return load_keras_zip(path, lim);
+    if (is_json) return load_guarded(path, [&] { return load_sharded_weights(path, options, lim); });
     if (std::memcmp(magic, hdf5_sig, 8) == 0 || H5Fis_hdf5(path.c_str()) > 0) {
       h5::File f = h5::File::open(path);
       return load_h5_file(f, path, options, lim);
@@ -199,8 +212,9 @@ Model Model::load(const std::string& path, const LoadOptions& options) {
     throw_error(Status::FormatError, "'" + path + "': " + e.what());
   }
   throw_error(Status::FormatError, "'" + path +
-                                       "' is neither an HDF5 Keras file (.h5) nor a Keras zip (.keras); FKB reads "
-                                       "files written by Keras' model.save / save_weights");
+                                       "' is neither an HDF5 Keras file (.h5, .weights.h5) nor a Keras zip "
+                                       "(.keras); FKB reads those, Keras model directories (model.save(path, "
+                                       "zipped=False)) and sharded weights (.weights.json with --config)");
 }
 
 }  // namespace fkb
