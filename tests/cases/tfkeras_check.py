@@ -3,8 +3,10 @@
 
 usage: tfkeras_check.py JOBS.json RESULTS.json
 JOBS.json is a list of
-  {"kind": "params", "model": PATH, "config": PATH or ""}        -> {"params": N}  (tf-keras count_params())
-  {"kind": "predict", "model": PATH, "inputs": [npy...], "out_prefix": P}
+  {"kind": "params", "model": PATH, "config": PATH or "", "flavour": "tf-keras" | "keras3"}
+                                                                  -> {"params": N}  (count_params(); keras3 = Keras 3
+                                                                     on TensorFlow, for files JAX cannot read)
+  {"kind": "predict", "model": PATH, "inputs": [npy...], "out_prefix": P, "flavour": "tf-keras" | "keras3"}
                                                                   -> {"outputs": [P0.npy, ...]} (float32)
 Each result is {"error": "first line"} when tf-keras cannot do it. RESULTS.json is the list of results in order.
 """
@@ -27,7 +29,16 @@ def first_line(text):
     return "(no message)"
 
 
-def load(model, config):
+def load(model, config, flavour="tf-keras"):
+    if flavour == "keras3":  # a Keras 3 file Keras 3 on JAX cannot read: Keras 3 on TensorFlow (same venv)
+        import keras
+
+        if config:
+            with open(config) as f:
+                m = keras.models.model_from_json(f.read())
+            m.load_weights(model)
+            return m
+        return keras.models.load_model(model, compile=False)
     if config:
         with open(config) as f:
             text = f.read()
@@ -47,11 +58,18 @@ def flat(y):
 
 
 def do(job):
-    m = load(job["model"], job.get("config", ""))
+    m = load(job["model"], job.get("config", ""), job.get("flavour", "tf-keras"))
     if job["kind"] == "params":
         return {"params": int(m.count_params())}
     xs = [np.load(p) for p in job["inputs"]]
-    ys = flat(m.predict(xs if len(xs) > 1 else xs[0], verbose=0))
+    struct = getattr(m, "_inputs_struct", None)
+    if job.get("flavour") == "keras3" and isinstance(struct, dict):  # Keras 3 dict inputs, in sorted-key order
+        import keras
+
+        feed = keras.tree.pack_sequence_as(struct, xs)
+    else:
+        feed = xs if len(xs) > 1 else xs[0]
+    ys = flat(m.predict(feed, verbose=0))
     paths = []
     for i, y in enumerate(ys):
         p = "%s%d.npy" % (job["out_prefix"], i)
