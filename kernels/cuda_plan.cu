@@ -359,6 +359,7 @@ void CudaPlan::record_op(const Op& o, int64_t c0, int64_t nc, Graph& g, cudaStre
       a.shift = blob(o.shift);
       a.bias = blob(o.bias);
       a.alpha = blob(o.alpha);
+      a.dequant = blob(o.dequant);
       a.params = o.params;
       a.n = o.n;
       a.ncol = nc;
@@ -397,6 +398,17 @@ void CudaPlan::record_op(const Op& o, int64_t c0, int64_t nc, Graph& g, cudaStre
     case OpType::Custom:
       custom_->enqueue(prog_, oi, roots, c0, nc, st);
       return;
+    case OpType::RowQuant: {
+      RowQuantArgs a;
+      a.in = view_of(prog_, o.ins[0], roots, c0);
+      a.q = view_of(prog_, o.out, roots, c0);
+      a.scale = view_of(prog_, o.out2, roots, c0);
+      a.L = o.L;
+      a.rows_per_col = o.rpc;
+      a.ncol = nc;
+      launch_row_quant(a, st);
+      return;
+    }
   }
 }
 

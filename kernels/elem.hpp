@@ -197,6 +197,9 @@ struct EwArgs {
   const float* shift = nullptr;
   const float* bias = nullptr;
   const float* alpha = nullptr;
+  /// Keras 3 int8 Dense de-scaling (dense.py _int8_call): v = in[0] / (dequant[q] * in[1]) with in[0] the integer
+  /// GEMM result, dequant the kernel_scale per feature and in[1] the row's input scale (read through bc[1]).
+  const float* dequant = nullptr;
   ActParams params;
   int64_t n = 0;     ///< elements per column
   int64_t ncol = 0;  ///< columns
@@ -206,8 +209,12 @@ struct EwArgs {
 template <ActKind K>
 FKB_HD void ew_element(const EwArgs& a, int64_t c, int64_t q) {
   float v = load_elem(a.in[0].p, a.in[0].dt, view_index(a.in[0], c, bcast_index(a.bc[0], q)));
-  for (int i = 1; i < a.nin; ++i)
-    v = merge2(a.merge, v, load_elem(a.in[i].p, a.in[i].dt, view_index(a.in[i], c, bcast_index(a.bc[i], q))));
+  if (a.dequant) {
+    v = v / (a.dequant[q] * load_elem(a.in[1].p, a.in[1].dt, view_index(a.in[1], c, bcast_index(a.bc[1], q))));
+  } else {
+    for (int i = 1; i < a.nin; ++i)
+      v = merge2(a.merge, v, load_elem(a.in[i].p, a.in[i].dt, view_index(a.in[i], c, bcast_index(a.bc[i], q))));
+  }
   if (a.avg_div > 0.0f) v = v / a.avg_div;
   if (a.scale) v = a.subtract_first ? (v - a.shift[q]) * a.scale[q] : v * a.scale[q] + a.shift[q];
   if (a.bias) v = v + a.bias[q];
@@ -228,6 +235,22 @@ struct SoftmaxArgs {
   const float* bias = nullptr;  ///< per feature of a column (rows_per_col * L values) or null
   int64_t L = 1, rows_per_col = 1, ncol = 0;
 };
+
+/// Keras' AbsMaxQuantizer over the last axis (quantizers.py abs_max_quantize) on rows of L values, rows =
+/// ncol * rows_per_col: scale = 127 / (max|x| + 1e-7) in float32, q = clip(round_half_even(x * scale), -127, 127).
+/// q is written in the GEMM operand type (integers up to 127 are exact in f32, tf32, bf16 and f16), the scale
+/// (one per row, f32) to `scale`.
+struct RowQuantArgs {
+  View in, q, scale;
+  int64_t L = 1, rows_per_col = 1, ncol = 0;
+};
+
+FKB_HD float row_quant_scale(float amax) { return 127.0f / (amax + 1e-7f); }
+
+FKB_HD float row_quant_value(float x, float scale) {
+  const float v = rintf(x * scale);  // round to nearest, ties to even (jnp.round)
+  return fminf(fmaxf(v, -127.0f), 127.0f);
+}
 
 /// 1-D im2col for Conv1D (channels_last): out is dense [col][t][j * cin + ch] with k = ksize * cin values
 /// per output step; positions outside the input (padding) are zero.

@@ -85,6 +85,7 @@ inline void ew(const Program& p, const Op& o, const std::vector<std::vector<uint
   a.shift = f32(o.shift);
   a.bias = f32(o.bias);
   a.alpha = f32(o.alpha);
+  a.dequant = f32(o.dequant);
   a.params = o.params;
   a.n = o.n;
   a.ncol = nc;
@@ -111,6 +112,23 @@ inline void softmax(const Program& p, const Op& o, const std::vector<std::vector
       }
       softmax_row(row.data(), o.L);
       for (int64_t j = 0; j < o.L; ++j) store_elem(out.p, out.dt, view_index(out, c, s * o.L + j), row[j]);
+    }
+}
+
+inline void row_quant(const Program& p, const Op& o, char* const* roots, int64_t c0, int64_t nc) {
+  const View in = view_of(p, o.ins[0], roots, c0);
+  const View q = view_of(p, o.out, roots, c0);
+  const View sc = view_of(p, o.out2, roots, c0);
+  for (int64_t c = 0; c < nc; ++c)
+    for (int64_t r = 0; r < o.rpc; ++r) {
+      float amax = 0.0f;
+      for (int64_t j = 0; j < o.L; ++j) amax = fmaxf(amax, fabsf(load_elem(in.p, in.dt, view_index(in, c, r * o.L + j))));
+      const float scale = row_quant_scale(amax);
+      for (int64_t j = 0; j < o.L; ++j) {
+        const int64_t e = r * o.L + j;
+        store_elem(q.p, q.dt, view_index(q, c, e), row_quant_value(load_elem(in.p, in.dt, view_index(in, c, e)), scale));
+      }
+      store_elem(sc.p, sc.dt, view_index(sc, c, r), scale);
     }
 }
 
@@ -169,6 +187,7 @@ inline std::vector<std::vector<float>> emulate(const Program& p, const std::vect
         case OpType::Ew: emu::ew(p, o, blobs, roots.data(), ch.offset, ch.count); break;
         case OpType::Softmax: emu::softmax(p, o, blobs, roots.data(), ch.offset, ch.count); break;
         case OpType::Im2col: emu::im2col(p, o, roots.data(), ch.offset, ch.count); break;
+        case OpType::RowQuant: emu::row_quant(p, o, roots.data(), ch.offset, ch.count); break;
         case OpType::Custom: {
           // What the CUDA plan's host staging does: the cpu function on the chunk's dense f32 buffers.
           std::vector<const float*> ins;

@@ -70,6 +70,29 @@ __global__ void __launch_bounds__(kThreads) softmax_kernel(const SoftmaxArgs a) 
   }
 }
 
+// One warp per row of L inputs: max |x| over the row, then the quantized row and its scale (elem.hpp's formulas,
+// shared with the host emulator and, in substance, the CPU backend).
+__global__ void __launch_bounds__(kThreads) row_quant_kernel(const RowQuantArgs a) {
+  const int lane = threadIdx.x & 31;
+  const int64_t rows = a.ncol * a.rows_per_col;
+  const int64_t warps = static_cast<int64_t>(gridDim.x) * (kThreads / 32);
+  for (int64_t row = static_cast<int64_t>(blockIdx.x) * (kThreads / 32) + (threadIdx.x >> 5); row < rows;
+       row += warps) {
+    const int64_t c = row / a.rows_per_col;
+    const int64_t r = row % a.rows_per_col;
+    const int64_t q0 = r * a.L;
+    float mx = 0.0f;
+    for (int64_t j = lane; j < a.L; j += 32) mx = fmaxf(mx, fabsf(load_elem(a.in.p, a.in.dt, view_index(a.in, c, q0 + j))));
+    mx = warp_max(mx);
+    const float scale = row_quant_scale(mx);
+    for (int64_t j = lane; j < a.L; j += 32) {
+      const float x = load_elem(a.in.p, a.in.dt, view_index(a.in, c, q0 + j));
+      store_elem(a.q.p, a.q.dt, view_index(a.q, c, q0 + j), row_quant_value(x, scale));
+    }
+    if (lane == 0) store_elem(a.scale.p, a.scale.dt, view_index(a.scale, c, r), scale);
+  }
+}
+
 __global__ void __launch_bounds__(kThreads) im2col_kernel(const Im2colArgs a, int64_t n) {
   const int64_t total = a.ncol * n;
   for (int64_t e = static_cast<int64_t>(blockIdx.x) * kThreads + threadIdx.x; e < total;
@@ -101,6 +124,13 @@ void launch_softmax(const SoftmaxArgs& a, cudaStream_t stream) {
   if (rows <= 0) return;
   const unsigned blocks = static_cast<unsigned>(blocks_for(rows * 32));
   softmax_kernel<<<blocks, kThreads, 0, stream>>>(a);
+  FKB_CHECK_LAUNCH();
+}
+
+void launch_row_quant(const RowQuantArgs& a, cudaStream_t stream) {
+  const int64_t rows = a.ncol * a.rows_per_col;
+  if (rows <= 0) return;
+  row_quant_kernel<<<static_cast<unsigned>(blocks_for(rows * 32)), kThreads, 0, stream>>>(a);
   FKB_CHECK_LAUNCH();
 }
 

@@ -10,6 +10,7 @@ namespace fkb::cuda {
 
 void launch_ew(const EwArgs& a, ActKind act, cudaStream_t stream);
 void launch_softmax(const SoftmaxArgs& a, cudaStream_t stream);
+void launch_row_quant(const RowQuantArgs& a, cudaStream_t stream);
 void launch_im2col(const Im2colArgs& a, int64_t n_per_col, cudaStream_t stream);
 
 }  // namespace fkb::cuda

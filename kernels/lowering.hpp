@@ -19,6 +19,8 @@
 //  * bf16/fp16: a value read only by GEMMs is stored in the half type (its producer converts when it
 //    writes); a GEMM operand stored in fp32 gets one conversion kernel. GEMMs accumulate in fp32 and
 //    write fp32; element-wise math is fp32.
+//  * Merge inputs whose shape differs from the output's are read through a broadcast map (Bcast, elem.hpp).
+//  * Keras 3 int8 Dense: RowQuant (inputs quantized per row) -> integer GEMM (exact in f32) -> de-scaling Ew.
 // Every root then gets a slot from a liveness allocator (an MLP needs about two activation buffers).
 #pragma once
 
@@ -88,7 +90,7 @@ struct Value {
   bool slice() const { return ld != n || off != 0; }
 };
 
-enum class OpType { GemmLt, GemmFused, Ew, Softmax, Im2col, Custom };
+enum class OpType { GemmLt, GemmFused, Ew, Softmax, Im2col, Custom, RowQuant };
 enum class LtEpilogue { None, Bias, Relu, ReluBias };
 
 /// One kernel-level operation. Value ids refer to Program::values; blob ids to Program::blobs.
@@ -109,13 +111,15 @@ struct Op {
   float avg_div = 0.0f;
   int scale = -1, shift = -1;
   bool subtract_first = false;
+  int dequant = -1;  ///< blob: int8 Dense kernel_scale per feature (EwArgs::dequant)
   ActKind act = ActKind::Linear;
   ActParams params;
   int alpha = -1;  ///< blob: PReLU slope per feature
   int64_t n = 0;   ///< Ew: elements per column iterated
   int64_t remap_w = 0, remap_total = 0, remap_start = 0;
-  // Softmax
+  // Softmax; RowQuant: rows of L values, rpc rows per column, quantized into `out`, one scale per row into out2
   int64_t L = 1;
+  int out2 = -1;
   // Im2col
   int64_t steps_in = 0, cin = 0, ksize = 1, stride = 1, dilation = 1, pad_left = 0, steps_out = 0;
   // Custom: Program::customs[custom] on dense float32 `ins`, writing dense float32 `out` (n per column)
@@ -217,9 +221,19 @@ inline int64_t gemm_ld(const Program& p, int v, int64_t width) {
 
 namespace detail {
 
-inline constexpr const char* kInt8Why =
-    "int8-quantized Dense (Keras model.quantize(\"int8\")) runs on the CPU backend only (device cpu); the CUDA "
-    "backend has no int8 kernel and would not quantize the inputs as Keras does";
+/// Whether the CUDA backend runs a Keras 3 int8 Dense exactly: its GEMM sums the integer products in f32, exact
+/// while every partial sum stays below 2^24, i.e. inputs * 127 * 127 <= 2^24 (1040 inputs). Wider layers would
+/// round where Keras' int32 matmul does not.
+inline bool int8_dense_fits(const Node& n, std::string* why) {
+  const Array* kernel = n.find("kernel");
+  const int64_t k = kernel && !kernel->shape.empty() ? kernel->shape.front() : 0;
+  if (k * 127 * 127 <= (int64_t(1) << 24)) return true;
+  if (why)
+    *why = "int8-quantized Dense with " + std::to_string(k) +
+           " inputs: the CUDA backend sums int8 products exactly only up to 1040 inputs; run it on the CPU backend "
+           "(device cpu), which multiplies in int32 as Keras does";
+  return false;
+}
 
 [[noreturn]] inline void unsupported(const Node& n, const std::string& what) {
   throw_error(Status::Unsupported, "layer '" + n.name + "' (" + n.keras_class + "): " + what);
@@ -283,6 +297,8 @@ struct Step {
   std::vector<float> ubias;  ///< per unit, empty: none
   int acc = -1;              ///< value added to the GEMM result (Add fusion)
   bool conv = false;
+  bool int8 = false;               ///< Keras 3 int8 Dense: w holds integers, kscale the per-unit kernel_scale
+  std::vector<float> kscale;
   int64_t steps_in = 0, cin = 0, ksize = 1, stride = 1, dilation = 1, pad_left = 0, steps_out = 0;
   // Affine
   std::vector<float> scale, shift;
@@ -425,9 +441,6 @@ class Lowerer {
           s.epi = activation_epi(n, n.shape);
           break;
         case OpKind::Dense: {
-          // Keras 3 int8 Dense quantizes its inputs per row and multiplies in integers (CPU backend: cpu/);
-          // no CUDA kernel does that yet, and a dequantized float GEMM would give a different answer.
-          if (n.quantized_int8) unsupported(n, kInt8Why);
           const Array* kernel = n.find("kernel");
           if (!kernel) unsupported(n, "Dense without a kernel");
           s.kind = SK::Gemm;
@@ -441,6 +454,7 @@ class Lowerer {
             if (!b) unsupported(n, "Dense with use_bias but no bias");
             s.ubias = b->data;
           }
+          if (n.quantized_int8) lower_int8(n, s);
           break;
         }
         case OpKind::Conv1D: {
@@ -569,6 +583,21 @@ class Lowerer {
     for (int o : m_.outputs) p_.outputs.push_back(node_value[static_cast<size_t>(o)]);
   }
 
+  // Keras 3 int8 Dense (dense.py _int8_call): the inputs are quantized per row (RowQuant), multiplied by the int8
+  // kernel in the GEMM's operand type with f32 accumulation (exact: integers, every partial sum below 2^24), then
+  // divided by kernel_scale * the row's scale; bias and activation follow as Keras applies them.
+  void lower_int8(const Node& n, Step& s) {
+    std::string why;
+    if (!int8_dense_fits(n, &why)) unsupported(n, why);
+    const Array* scale = n.find("kernel_scale");
+    if (!scale || scale->size() != s.m) unsupported(n, "int8 Dense without one kernel_scale per unit");
+    for (float v : s.w)
+      if (!(v >= -128.0f && v <= 127.0f) || v != std::nearbyint(v))
+        unsupported(n, "int8 kernel holds " + std::to_string(v) + ", not an int8 value");
+    s.int8 = true;
+    s.kscale = scale->data;
+  }
+
   // How each merge input is read against the merge's output shape (NumPy broadcasting); empty when every
   // input has the output's shape (the plain element-wise path).
   std::vector<Bcast> merge_broadcast(const Node& n) const {
@@ -624,7 +653,7 @@ class Lowerer {
       const int pi = producer(a.in[0]);
       if (pi < 0 || u[a.in[0]] != 1) continue;
       Step& g = steps_[pi];
-      if (g.kind != SK::Gemm || !g.epi.linear() || !g.epi.alpha.empty() || g.acc >= 0) continue;
+      if (g.kind != SK::Gemm || g.int8 || !g.epi.linear() || !g.epi.alpha.empty() || g.acc >= 0) continue;
       if (!is_periodic(a.scale, g.m) || !is_periodic(a.shift, g.m)) continue;
       for (int64_t kk = 0; kk < g.k; ++kk)
         for (int64_t j = 0; j < g.m; ++j) g.w[kk * g.m + j] *= a.scale[j];
@@ -648,7 +677,7 @@ class Lowerer {
       if (a.kind != SK::Affine || a.source != AffineSource::BatchNorm || !a.epi.linear() || u[a.out] != 1) continue;
       for (size_t ci = i + 1; ci < steps_.size(); ++ci) {
         Step& g = steps_[ci];
-        if (g.kind != SK::Gemm || g.conv || g.in[0] != a.out) continue;
+        if (g.kind != SK::Gemm || g.conv || g.int8 || g.in[0] != a.out) continue;
         if (!is_periodic(a.scale, g.k) || !is_periodic(a.shift, g.k)) break;
         std::vector<double> extra(static_cast<size_t>(g.m), 0.0);
         for (int64_t kk = 0; kk < g.k; ++kk)
@@ -718,7 +747,7 @@ class Lowerer {
         const int pi = producer(v);
         if (pi < 0 || u[v] != 1 || is_output(v)) continue;
         const Step& g0 = steps_[pi];
-        if (g0.kind != SK::Gemm || !g0.epi.linear() || !g0.epi.alpha.empty() || g0.acc >= 0) continue;
+        if (g0.kind != SK::Gemm || g0.int8 || !g0.epi.linear() || !g0.epi.alpha.empty() || g0.acc >= 0) continue;
         Step g = g0;
         std::vector<int> rest = s.in;
         rest.erase(rest.begin() + static_cast<long>(j));
@@ -801,7 +830,7 @@ class Lowerer {
     for (const auto& s : steps_) {
       for (size_t i = 0; i < s.in.size(); ++i) {
         const int r = p_.values[s.in[i]].root;
-        if (s.kind == SK::Gemm && !s.conv && i == 0)
+        if (s.kind == SK::Gemm && !s.conv && !s.int8 && i == 0)  // int8: quantized from f32, as Keras does
           ++gemm_reads[r];
         else
           ++other_reads[r];
@@ -821,7 +850,7 @@ class Lowerer {
     std::map<int, int> cast_of;
     for (size_t si = 0; si < steps_.size(); ++si) {
       Step& s = steps_[si];
-      if (s.kind != SK::Gemm || s.conv) continue;
+      if (s.kind != SK::Gemm || s.conv || s.int8) continue;
       const int v = s.in[0];
       if (p_.roots[p_.values[v].root].dt != DT::F32) continue;
       auto it = cast_of.find(v);
@@ -866,7 +895,50 @@ class Lowerer {
     return b;
   }
 
+  void emit_int8_gemm(const Step& s) {
+    const int64_t nout = s.rpc * s.m;
+    Op rq;
+    rq.type = OpType::RowQuant;
+    rq.name = s.name + "/quantize_inputs";
+    rq.ins = {s.in[0]};
+    rq.out = new_scratch(s.rpc * s.k, p_.operand_dt);
+    rq.out2 = new_scratch(s.rpc, DT::F32);
+    rq.L = s.k;
+    rq.rpc = s.rpc;
+    rq.n = s.rpc * s.k;
+    p_.ops.push_back(rq);
+    Op g;
+    g.type = p_.engine == GemmEngine::Fused ? OpType::GemmFused : OpType::GemmLt;
+    g.name = s.name;
+    g.a = new_blob(s.w, p_.operand_dt);
+    g.b = rq.out;
+    g.d = new_scratch(nout, DT::F32);
+    g.m = s.m;
+    g.k = s.k;
+    g.rpc = s.rpc;
+    p_.ops.push_back(g);
+    Op e;
+    e.type = OpType::Ew;
+    e.name = s.name + "/dequantize";
+    e.ins = {g.d, rq.out2};
+    Bcast row;  // output element q of a column reads the scale of its row q / m
+    row.nd = s.rpc > 1 ? 2 : 1;
+    row.dims[0] = s.rpc > 1 ? s.rpc : s.m;
+    row.stride[0] = s.rpc > 1 ? 1 : 0;
+    row.dims[1] = s.m;
+    row.stride[1] = 0;
+    e.bcast = {Bcast{}, row};
+    std::vector<float> ks(static_cast<size_t>(nout));
+    for (size_t f = 0; f < ks.size(); ++f) ks[f] = s.kscale[f % static_cast<size_t>(s.m)];
+    e.dequant = new_blob(std::move(ks));
+    e.bias = s.ubias.empty() ? -1 : new_blob(per_feature_bias(s));
+    e.out = s.out;
+    e.n = nout;
+    emit_ew(e, s.epi, p_.values[s.out].last);
+  }
+
   void emit_gemm(const Step& s) {
+    if (s.int8) return emit_int8_gemm(s);
     const int a = new_blob(s.w, p_.operand_dt);
     int b = s.in[0];
     if (s.conv) {
@@ -1109,6 +1181,10 @@ class Lowerer {
       }
       Root& w = p_.roots[p_.values[o.writes()].root];
       w.def = std::min(w.def, static_cast<int>(i));
+      if (o.out2 >= 0) {
+        Root& w2 = p_.roots[p_.values[o.out2].root];
+        w2.def = std::min(w2.def, static_cast<int>(i));
+      }
     }
     for (int v : p_.inputs) p_.roots[p_.values[v].root].def = -1;
     for (int v : p_.outputs) p_.roots[p_.values[v].root].last = inf;
@@ -1156,13 +1232,10 @@ inline Program lower_model(const Model& model, const LowerOptions& options = {})
   return detail::Lowerer(model, options).run();
 }
 
-/// Whether the CUDA backend runs this node (every built-in op except Keras 3 int8 Dense; custom layers whose
-/// class is registered).
+/// Whether the CUDA backend runs this node (every built-in op, Keras 3 int8 Dense up to 1040 inputs; custom
+/// layers whose class is registered).
 inline bool cuda_supports(const Node& node, std::string* why) {
-  if (node.op == OpKind::Dense && node.quantized_int8) {
-    if (why) *why = detail::kInt8Why;
-    return false;
-  }
+  if (node.op == OpKind::Dense && node.quantized_int8 && !detail::int8_dense_fits(node, why)) return false;
   if (node.op == OpKind::Custom && !find_custom_layer(node.keras_class)) {
     if (why)
       *why = "custom layer class '" + node.keras_class +
