@@ -13,8 +13,8 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
-#include <functional>
 #include <fstream>
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "fkb/error.hpp"
@@ -37,16 +37,18 @@ bool exists(const std::string& p) {
 
 std::string case_dir(const std::string& name) {
   const std::string own = fkb::test::fixture_path("cases/" + name);
-  if (exists(own + "/cases.json")) return own;
+  if (exists(own + "/cases.json"))
+    return own;
   const std::string shared = std::string(FKB_SOURCE_DIR) + "/../shared/cases/" + name;
-  if (exists(shared + "/cases.json")) return shared;
+  if (exists(shared + "/cases.json"))
+    return shared;
   return "";
 }
 
-#define REQUIRE_CASE(dir, name)                                                                              \
-  const std::string dir = case_dir(name);                                                                    \
-  if (dir.empty())                                                                                           \
-    GTEST_SKIP() << "case '" << name << "' is neither in tests/fixtures/cases nor in ../shared/cases (absent "  \
+#define REQUIRE_CASE(dir, name)                                                                                        \
+  const std::string dir = case_dir(name);                                                                              \
+  if (dir.empty())                                                                                                     \
+    GTEST_SKIP() << "case '" << name << "' is neither in tests/fixtures/cases nor in ../shared/cases (absent "         \
                  << "from this checkout)";
 
 json read_json(const std::string& path) {
@@ -61,7 +63,8 @@ void write_text(const std::string& path, const std::string& text) {
 
 std::vector<float> npy(const std::string& path) {
   fkb::io::HostArray a = fkb::io::read_npy(path);
-  if (a.dtype != fkb::DType::F32) a.f32.assign(a.f64.begin(), a.f64.end());
+  if (a.dtype != fkb::DType::F32)
+    a.f32.assign(a.f64.begin(), a.f64.end());
   return a.f32;
 }
 
@@ -81,7 +84,8 @@ std::string load_error(const std::function<void()>& load, fkb::Status* status = 
   try {
     load();
   } catch (const fkb::Error& e) {
-    if (status) *status = e.status();
+    if (status)
+      *status = e.status();
     return e.what();
   }
   ADD_FAILURE() << "loaded, but should have been refused";
@@ -90,7 +94,8 @@ std::string load_error(const std::function<void()>& load, fkb::Status* status = 
 
 const fkb::Node* node_named(const fkb::Model& m, const std::string& name) {
   for (const auto& n : m.nodes)
-    if (n.name == name) return &n;
+    if (n.name == name)
+      return &n;
   return nullptr;
 }
 
@@ -98,11 +103,12 @@ const fkb::Node* node_named(const fkb::Model& m, const std::string& name) {
 std::string copy_case(const std::string& dir) {
   const std::string tmp = fkb::test::temp_dir();
   for (const auto& e : fs::directory_iterator(dir))
-    if (e.is_regular_file()) fs::copy_file(e.path(), tmp + "/" + e.path().filename().string());
+    if (e.is_regular_file())
+      fs::copy_file(e.path(), tmp + "/" + e.path().filename().string());
   return tmp;
 }
 
-}  // namespace
+} // namespace
 
 // ---- kind 5: float weights of every type Keras writes --------------------------------------------------------------
 
@@ -122,9 +128,9 @@ TEST(LoaderIssue12Weights, EveryFloatTypeKerasWritesLoadsAndPredictsTheStoredWei
       ADD_FAILURE() << file << ": " << err.what();
       continue;
     }
-    EXPECT_LE(predict_error(m, dir + "/" + e["inputs"][0].get<std::string>(),
-                            dir + "/" + e["alt_ref"][0].get<std::string>()),
-              1e-5);
+    EXPECT_LE(
+        predict_error(m, dir + "/" + e["inputs"][0].get<std::string>(), dir + "/" + e["alt_ref"][0].get<std::string>()),
+        1e-5);
     ++ran;
   }
   EXPECT_EQ(ran, 8);
@@ -150,7 +156,8 @@ TEST(LoaderIssue12Weights, Bfloat16KernelsAreTheUpperHalvesOfFloat32) {
         EXPECT_EQ(a.data[j], b.data[j]);
         nonzero = nonzero || a.data[j] != 0.0f;
       }
-      if (role == "kernel") EXPECT_TRUE(nonzero) << k.nodes[i].name;
+      if (role == "kernel")
+        EXPECT_TRUE(nonzero) << k.nodes[i].name;
       ++checked;
     }
   }
@@ -162,8 +169,7 @@ TEST(LoaderIssue12Weights, Bfloat16BitPatternsWidenExactlyAndUnmarkedOpaqueIsRef
   const std::string tmp = fkb::test::temp_dir();
   const std::string path = tmp + "/bf16.h5";
   const uint16_t bits[] = {0x3f80, 0xc000, 0x0001, 0x7f7f, 0x8000, 0x3eaa, 0xff80, 0x7fc0};
-  const float want[] = {1.0f, -2.0f, 9.18354961579912e-41f, 3.3895313892515355e38f, -0.0f, 0.33203125f,
-                        -INFINITY, NAN};
+  const float want[] = {1.0f, -2.0f, 9.18354961579912e-41f, 3.3895313892515355e38f, -0.0f, 0.33203125f, -INFINITY, NAN};
   {
     std::lock_guard<std::recursive_mutex> g(fkb::h5::lock());
     hid_t f = H5Fcreate(path.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
@@ -178,7 +184,8 @@ TEST(LoaderIssue12Weights, Bfloat16BitPatternsWidenExactlyAndUnmarkedOpaqueIsRef
     for (const char* name : {"marked", "unmarked"}) {
       hid_t d = H5Dcreate2(f, name, t, s, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
       H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, raw);
-      if (std::string(name) == "marked") fkb::h5::write_attr_string(d, "dtype", "bfloat16", "test");
+      if (std::string(name) == "marked")
+        fkb::h5::write_attr_string(d, "dtype", "bfloat16", "test");
       H5Dclose(d);
     }
     hid_t t3 = H5Tcreate(H5T_OPAQUE, 3);
@@ -208,12 +215,12 @@ TEST(LoaderIssue12Weights, Bfloat16BitPatternsWidenExactlyAndUnmarkedOpaqueIsRef
       EXPECT_EQ(std::signbit(a.data[i]), std::signbit(want[i])) << i;
     }
   }
-  const std::string unmarked =
-      load_error([&] { fkb::h5::read_array(file.id(), "unmarked", "bf16.h5", budget); });
+  const std::string unmarked = load_error([&] { fkb::h5::read_array(file.id(), "unmarked", "bf16.h5", budget); });
   EXPECT_NE(unmarked.find("weight 'unmarked'"), std::string::npos) << unmarked;
   EXPECT_NE(unmarked.find("not marked as bfloat16"), std::string::npos) << unmarked;
   EXPECT_NE(unmarked.find("FKB reads float16, float32, float64, bfloat16"), std::string::npos) << unmarked;
-  const std::string three = load_error([&] { fkb::h5::read_array(file.id(), "three_bytes", "bf16.h5", budget, nullptr, true); });
+  const std::string three =
+      load_error([&] { fkb::h5::read_array(file.id(), "three_bytes", "bf16.h5", budget, nullptr, true); });
   EXPECT_NE(three.find("opaque 3-byte"), std::string::npos) << three;
   // The weight limit counts a bfloat16 value as the float32 it becomes.
   fkb::loader::WeightBudget small(8 * 4 - 1, path);
@@ -229,8 +236,8 @@ TEST(LoaderIssue12Weights, Int8DenseLoadsItsInt8KernelAndScalesIntoTheIR) {
   for (const std::string file : {"k3_int8.keras", "k3_int8.h5"}) {
     SCOPED_TRACE(file);
     const fkb::Model m = fkb::Model::load(dir + "/" + file);
-    const std::map<std::string, std::pair<int64_t, int64_t>> dense = {{"d1", {6, 16}}, {"d2_nobias", {16, 8}},
-                                                                        {"d3", {8, 3}}};
+    const std::map<std::string, std::pair<int64_t, int64_t>> dense = {
+        {"d1", {6, 16}}, {"d2_nobias", {16, 8}}, {"d3", {8, 3}}};
     for (const auto& [name, dims] : dense) {
       SCOPED_TRACE(name);
       const fkb::Node* n = node_named(m, name);
@@ -241,7 +248,8 @@ TEST(LoaderIssue12Weights, Int8DenseLoadsItsInt8KernelAndScalesIntoTheIR) {
       EXPECT_EQ(k.shape, (std::vector<int64_t>{dims.first, dims.second}));
       EXPECT_EQ(s.shape, (std::vector<int64_t>{dims.second}));
       EXPECT_EQ(n->weights.count("bias"), name == "d2_nobias" ? 0u : 1u);
-      // The kernel is the file's int8 values (Keras 3's legacy .h5 of a functional model: model_weights/<layer>/<layer>/).
+      // The kernel is the file's int8 values (Keras 3's legacy .h5 of a functional model:
+      // model_weights/<layer>/<layer>/).
       const std::string base = "model_weights/" + name + "/" + name + "/";
       const fkb::test::Data fk = fkb::test::read_dataset(h5, base + "kernel");
       const fkb::test::Data fs_ = fkb::test::read_dataset(h5, base + "kernel_scale");
@@ -279,8 +287,9 @@ TEST(LoaderIssue12Weights, QuantizedLayersFkbCannotRunAreRefusedNamingTheLayerAn
     const std::string msg = load_error([&] { fkb::Model::load(dir + "/" + file); }, &st);
     EXPECT_EQ(st, fkb::Status::Unsupported) << file << ": " << msg;
     EXPECT_NE(msg.find(file), std::string::npos) << msg;
-    for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << file << ": " << msg;
-    EXPECT_EQ(msg.find("the file holds"), std::string::npos) << msg;  // not blamed on the file
+    for (const auto& p : parts)
+      EXPECT_NE(msg.find(p), std::string::npos) << file << ": " << msg;
+    EXPECT_EQ(msg.find("the file holds"), std::string::npos) << msg; // not blamed on the file
   }
 }
 
@@ -291,7 +300,7 @@ TEST(LoaderIssue12Weights, UnzippedModelDirectoryPredictsAsKeras) {
   const fkb::Model m = fkb::Model::load(dir + "/model_dir");
   EXPECT_EQ(m.info.format, "keras_dir");
   EXPECT_EQ(m.info.keras_major, 3);
-  EXPECT_EQ(m.param_count(), 107);  // Keras' count_params(): 5*8+8 + 4*8 + 8*3+3
+  EXPECT_EQ(m.param_count(), 107); // Keras' count_params(): 5*8+8 + 4*8 + 8*3+3
   EXPECT_LE(predict_error(m, dir + "/x.npy", dir + "/keras_y.npy"), 1e-5);
 }
 

@@ -30,7 +30,8 @@ bool regular_entry(const std::string& dir, const std::string& name, uint64_t max
   const std::string file = dir + "/" + name;
   struct stat st;
   if (lstat(file.c_str(), &st) != 0) {
-    if (errno == ENOENT) return false;
+    if (errno == ENOENT)
+      return false;
     throw_error(Status::FileError, "cannot open '" + file + "': " + std::strerror(errno));
   }
   if (S_ISLNK(st.st_mode))
@@ -40,13 +41,13 @@ bool regular_entry(const std::string& dir, const std::string& name, uint64_t max
   if (!S_ISREG(st.st_mode))
     throw_error(Status::FormatError, "'" + dir + "': '" + name + "' in the model directory is not a regular file");
   if (static_cast<uint64_t>(st.st_size) > max_bytes)
-    throw_error(Status::FormatError, "'" + dir + "': '" + name + "' is " + loader::bytes_str(st.st_size) +
-                                         ", over the limit of " + limit);
+    throw_error(Status::FormatError,
+                "'" + dir + "': '" + name + "' is " + loader::bytes_str(st.st_size) + ", over the limit of " + limit);
   *size = static_cast<uint64_t>(st.st_size);
   return true;
 }
 
-}  // namespace
+} // namespace
 
 bool is_keras_model_dir(const std::string& path) {
   // Keras' own test (saving_lib.load_model): a directory holding config.json.
@@ -79,8 +80,8 @@ Model load_keras_dir(const std::string& dir, const loader::Limits& lim) {
   return keras3_model_from_parts(
       {config, metadata, dir, dir + "/config.json", dir + "/metadata.json", "keras_dir"},
       [&](const std::function<void(hid_t)>& read) {
-        const bool has_weights = regular_entry(dir, "model.weights.h5", lim.max_weight_bytes + loader::kZipWeightsSlackBytes,
-                                               weights_limit, &size);
+        const bool has_weights = regular_entry(
+            dir, "model.weights.h5", lim.max_weight_bytes + loader::kZipWeightsSlackBytes, weights_limit, &size);
         if (!has_weights) {
           if (present(dir + "/model.weights.npz"))
             throw_error(Status::FormatError, "'" + dir +
@@ -94,4 +95,4 @@ Model load_keras_dir(const std::string& dir, const loader::Limits& lim) {
       lim);
 }
 
-}  // namespace fkb
+} // namespace fkb

@@ -18,10 +18,13 @@ namespace {
 //   {"class_name": "QuantizedDTypePolicy", "config": {"name": "int8_from_float32"}}      (Keras 3.1 - 3.5)
 //   {"class_name": "QuantizedDTypePolicy", "config": {"mode": "int8", "source_name": "float32"}}  (Keras 3.6 on)
 std::string policy_name_of(const json& d) {
-  if (d.is_string()) return d.get<std::string>();
-  if (!d.is_object() || !d.contains("config") || !d["config"].is_object()) return "";
+  if (d.is_string())
+    return d.get<std::string>();
+  if (!d.is_object() || !d.contains("config") || !d["config"].is_object())
+    return "";
   const json& c = d["config"];
-  if (c.contains("name") && c["name"].is_string()) return c["name"].get<std::string>();
+  if (c.contains("name") && c["name"].is_string())
+    return c["name"].get<std::string>();
   if (c.contains("mode") && c["mode"].is_string()) {
     const std::string source = c.contains("source_name") && c["source_name"].is_string()
                                    ? c["source_name"].get<std::string>()
@@ -40,12 +43,14 @@ bool number_is(const json& v, double want) {
 std::string input_quantizer_difference(const LayerSpec& l) {
   const json& c = l.config;
   // No quantization_config (Keras before 3.11): the layer uses the default quantizer.
-  if (!c.contains("quantization_config") || c["quantization_config"].is_null()) return "";
+  if (!c.contains("quantization_config") || c["quantization_config"].is_null())
+    return "";
   const json& qc = c["quantization_config"];
   if (!qc.is_object() || !qc.contains("config") || !qc["config"].is_object())
     return "its quantization_config is not an object with a config";
   const json& qcc = qc["config"];
-  if (!qcc.contains("activation_quantizer")) return "";
+  if (!qcc.contains("activation_quantizer"))
+    return "";
   const json& aq = qcc["activation_quantizer"];
   if (aq.is_null())
     return "it quantizes only its weights (activation_quantizer: null), so Keras multiplies float inputs by the "
@@ -67,19 +72,21 @@ std::string input_quantizer_difference(const LayerSpec& l) {
   return "";
 }
 
-}  // namespace
+} // namespace
 
 std::string dtype_policy_name(const LayerSpec& l) {
-  if (!l.config.is_object() || !l.config.contains("dtype")) return "";
+  if (!l.config.is_object() || !l.config.contains("dtype"))
+    return "";
   return policy_name_of(l.config["dtype"]);
 }
 
 std::string quantization_mode(const LayerSpec& l) {
   const std::string name = dtype_policy_name(l);
   const size_t from = name.find("_from_");
-  if (from == std::string::npos) return "";
+  if (from == std::string::npos)
+    return "";
   std::string mode = name.substr(0, from);
-  const size_t slash = mode.find('/');  // "int4/128", "gptq/4/128": the mode with its parameters
+  const size_t slash = mode.find('/'); // "int4/128", "gptq/4/128": the mode with its parameters
   return slash == std::string::npos ? mode : mode.substr(0, slash);
 }
 
@@ -94,12 +101,14 @@ bool variables_bfloat16(const LayerSpec& l) {
 
 std::string quantization_refusal(const LayerSpec& l) {
   const std::string mode = quantization_mode(l);
-  if (mode.empty()) return "";
+  if (mode.empty())
+    return "";
   const std::string head = "layer '" + l.name + "' (" + l.cls + ") is quantized by Keras (model.quantize(\"" + mode +
                            "\"), dtype policy '" + dtype_policy_name(l) + "')";
   if (mode != "int8")
     return head + "; FKB runs int8-quantized Dense layers only, not " + mode + " quantization";
-  if (l.cls != "Dense") return head + "; FKB runs int8-quantized Dense layers only, not int8 " + l.cls;
+  if (l.cls != "Dense")
+    return head + "; FKB runs int8-quantized Dense layers only, not int8 " + l.cls;
   const std::string diff = input_quantizer_difference(l);
   if (!diff.empty())
     return head + ", but " + diff +
@@ -115,14 +124,16 @@ void check_quantized_tree(const LayerSpec& model, const std::string& where) {
       continue;
     }
     const std::string why = quantization_refusal(l);
-    if (!why.empty()) throw_error(Status::Unsupported, where + ": " + why);
+    if (!why.empty())
+      throw_error(Status::Unsupported, where + ": " + why);
   }
 }
 
 void mark_quantized_nodes(Model& m) {
   // own_variables gives an int8 Dense the role "kernel_scale", which no other layer has.
   for (auto& n : m.nodes)
-    if (n.op == OpKind::Dense && n.weights.count("kernel_scale")) n.quantized_int8 = true;
+    if (n.op == OpKind::Dense && n.weights.count("kernel_scale"))
+      n.quantized_int8 = true;
 }
 
-}  // namespace fkb::keras
+} // namespace fkb::keras

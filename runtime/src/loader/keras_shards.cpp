@@ -40,7 +40,8 @@ void check_shard_name(const std::string& name, const std::string& key, const std
                           "name (Keras writes <name>_00000.weights.h5)";
   if (name.empty() || name == "." || name == "..")
     throw_error(Status::FormatError, entry + "'" + name + "', which is not a file name" + why);
-  if (name.size() > 255) throw_error(Status::FormatError, entry + keras::brief(json(name)) + ", a name over 255 bytes" + why);
+  if (name.size() > 255)
+    throw_error(Status::FormatError, entry + keras::brief(json(name)) + ", a name over 255 bytes" + why);
   if (name.find('/') != std::string::npos || name.find('\\') != std::string::npos)
     throw_error(Status::FormatError, entry + keras::brief(json(name)) +
                                          (name[0] == '/' ? ", an absolute path" : ", a path with directories") + why);
@@ -64,52 +65,57 @@ std::map<std::string, std::vector<std::string>> read_weight_map(const json& doc,
     } else if (value.is_array()) {
       for (const auto& v : value) {
         if (!v.is_string())
-          throw_error(Status::FormatError, "'" + path + "': weight_map entry '" + keras::brief(json(key)) +
-                                               "' lists " + keras::brief(v) + ", not a shard file name");
+          throw_error(Status::FormatError, "'" + path + "': weight_map entry '" + keras::brief(json(key)) + "' lists " +
+                                               keras::brief(v) + ", not a shard file name");
         names.push_back(v.get<std::string>());
       }
     } else {
       throw_error(Status::FormatError, "'" + path + "': weight_map entry '" + keras::brief(json(key)) + "' is " +
                                            keras::brief(value) + ", not a shard file name or a list of them");
     }
-    for (const auto& n : names) check_shard_name(n, key, path);
+    for (const auto& n : names)
+      check_shard_name(n, key, path);
     map[key] = names;
   }
   return map;
 }
 
 class ShardStore : public keras::VarStore {
- public:
+public:
   ShardStore(const std::string& json_path, std::map<std::string, std::vector<std::string>> map)
       : path_(json_path), dir_(dir_of(json_path)), map_(std::move(map)) {}
   ~ShardStore() override {
     // Each File restores the HDF5 plugin state it found when it was opened: close in reverse order.
-    while (!files_.empty()) files_.pop_back();
+    while (!files_.empty())
+      files_.pop_back();
   }
   ShardStore(const ShardStore&) = delete;
   ShardStore& operator=(const ShardStore&) = delete;
 
   Found find(const std::string& vars_group, size_t index, const std::string& where) override {
     auto it = map_.find("/" + vars_group);
-    if (it == map_.end()) return {};
+    if (it == map_.end())
+      return {};
     const std::string vpath = vars_group + "/" + std::to_string(index);
     for (const auto& name : it->second) {
       const std::string w = where + ", shard '" + name + "'";
       const hid_t f = open(name, where);
-      if (h5::exists(f, vpath, w, "weight '" + vpath + "'")) return {f, w};
+      if (h5::exists(f, vpath, w, "weight '" + vpath + "'"))
+        return {f, w};
     }
     return {};
   }
 
- private:
+private:
   hid_t open(const std::string& name, const std::string& where) {
     for (size_t i = 0; i < names_.size(); ++i)
-      if (names_[i] == name) return files_[i]->id();
+      if (names_[i] == name)
+        return files_[i]->id();
     const std::string file = dir_ + name;
     struct stat st;
     if (lstat(file.c_str(), &st) != 0)
-      throw_error(Status::FileError, where + ": cannot open the shard '" + file + "' named in '" + path_ +
-                                         "': " + std::strerror(errno));
+      throw_error(Status::FileError,
+                  where + ": cannot open the shard '" + file + "' named in '" + path_ + "': " + std::strerror(errno));
     if (S_ISLNK(st.st_mode))
       throw_error(Status::FormatError, where + ": the shard '" + file +
                                            "' is a symbolic link; FKB reads only shard files stored in the "
@@ -127,7 +133,7 @@ class ShardStore : public keras::VarStore {
   std::vector<std::unique_ptr<h5::File>> files_;
 };
 
-}  // namespace
+} // namespace
 
 Model load_sharded_weights(const std::string& json_path, const Model::LoadOptions& opt, const loader::Limits& lim) {
   const std::string text = loader::read_text_file(json_path, "sharded weights index", lim.max_config_bytes);
@@ -146,7 +152,8 @@ Model load_sharded_weights(const std::string& json_path, const Model::LoadOption
   m.info.format = "weights_json";
   take_keras_versions(m.info, config);
   int major = keras_major_of(m.info.keras_version);
-  if (major == 0) major = guess_keras_major(config);
+  if (major == 0)
+    major = guess_keras_major(config);
   keras::LayerSpec top = keras::parse_model_config(config, where);
   keras::check_quantized_tree(top, where);
   keras::check_supported_tree(top, where);
@@ -156,4 +163,4 @@ Model load_sharded_weights(const std::string& json_path, const Model::LoadOption
   return m;
 }
 
-}  // namespace fkb
+} // namespace fkb
