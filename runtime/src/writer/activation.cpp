@@ -27,8 +27,10 @@ std::string activation_string(const Activation& a, Flavour flavour) {
     case ActKind::Selu: return "selu";
     case ActKind::Gelu: return "gelu";
     case ActKind::Sigmoid: return "sigmoid";
+    // "hard_sigmoid" means Keras 2's formula to tf-keras and Keras 3's to Keras 3, which reads a tf-keras file's
+    // string with its own formula: Keras 2's is written as layers in both flavours so either Keras computes it right.
     case ActKind::HardSigmoidK3: return k3 ? "hard_sigmoid" : "";
-    case ActKind::HardSigmoidK2: return k3 ? "" : "hard_sigmoid";
+    case ActKind::HardSigmoidK2: return "";
     case ActKind::HardSilu: return k3 ? "hard_silu" : "";
     case ActKind::Tanh: return "tanh";
     case ActKind::Softplus: return "softplus";
