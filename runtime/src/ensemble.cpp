@@ -24,6 +24,7 @@
 #include "fkb/backend.hpp"
 #include "loader/config_text.hpp"
 #include "loader/limits.hpp"
+#include "loader/load_internal.hpp"
 #include "workspace_pool.hpp"
 
 namespace fkb {
@@ -353,7 +354,8 @@ private:
 bool is_ensemble_path(const std::string& path) noexcept {
   try {
     std::error_code ec;
-    if (fs::is_directory(path, ec)) return true;
+    // A Keras 3 model directory (model.save(path, zipped=False): config.json beside the weights) is one model.
+    if (fs::is_directory(path, ec)) return !is_keras_model_dir(path);
     return has_ext(path, {".yaml", ".yml", ".txt", ".lst", ".list"});
   } catch (...) {
     return false;
