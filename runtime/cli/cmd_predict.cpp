@@ -304,6 +304,15 @@ void predict_model(const PredictArgs& a) {
 
   std::vector<Shape> shapes;
   for (int i = 0; i < nin; ++i) shapes.push_back(model.input_shape(i));
+  if (static_cast<int>(a.inputs.size()) != nin && !model.info.input_keys.empty()) {
+    // A dict-input model: say which file goes where (Keras' flat order sorts the dict keys).
+    std::string keys;
+    for (const auto& k : model.info.input_keys) keys += (keys.empty() ? "" : ", ") + k;
+    throw_error(Status::InvalidArgument, "the model has " + std::to_string(nin) + " dict inputs but " +
+                                             std::to_string(a.inputs.size()) +
+                                             " --input file(s) were given; give --input once per key, in Keras' "
+                                             "flat order (sorted keys): " + keys);
+  }
   int64_t ncol = 0;
   std::vector<Input> xs = read_inputs(a, shapes, ncol);
   bool any_f64 = false;
@@ -358,7 +367,10 @@ void predict_model(const PredictArgs& a) {
     OutFile f;
     f.path = output_path(plan, o, a);
     const std::string layer = model.nodes[model.outputs[o]].name;
-    f.label = "output " + std::to_string(o) + " '" + layer + "'";
+    f.label = "output " + std::to_string(o) + " '" + layer + "'" +
+              (static_cast<size_t>(o) < model.info.output_keys.size()
+                   ? " (dict key '" + model.info.output_keys[static_cast<size_t>(o)] + "')"
+                   : "");
     f.data = ys[o].data();
     f.shape = {ncol};
     const Shape& os = model.output_shape(o);

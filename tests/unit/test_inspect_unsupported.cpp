@@ -1,6 +1,6 @@
 // `fkb inspect` on a model FKB cannot run (issue 12 kind 10): every layer of the Keras model is listed, each layer
 // FKB cannot run is marked with its reason in the runs column, and inspect exits non-zero only after printing it
-// all. The model was made with real Keras 3 (tests/fixtures/cases/unsupported_layers/make.py): Input, Dense,
+// all (and, for dict models, that inspect and predict state the key order). The model was made with real Keras 3 (tests/fixtures/cases/unsupported_layers/make.py): Input, Dense,
 // LayerNormalization, a nested Sequential 'tower' holding Dense and Lambda, Dense head.
 #include <gtest/gtest.h>
 
@@ -104,6 +104,38 @@ TEST(InspectUnsupported, PredictStillRefusesAndLoadableModelsKeepTheirOutput) {
       << out;
   EXPECT_NE(out.find("runnable:      yes"), std::string::npos) << out;
   EXPECT_NE(out.find("total params:"), std::string::npos) << out;
+}
+
+// Issue 12 kind 1, the CLI side: a dict-input/-output Keras 3 model (cases/dict_io_and_call_kwargs/k3_dict.keras,
+// inputs {temp, humid}, outputs {z_aux, a_main, hidden}) is read in Keras' flat order, which sorts the keys
+// (keras.tree.flatten; run_cases.py checks inspect's keys against the model loaded in Keras). inspect says that
+// order; predict names the keys when the --input count is wrong, and labels each output with its key.
+TEST(InspectDictModel, StatesKeyOrderAndPredictNamesIt) {
+  const std::string path = fixture_path("cases/dict_io_and_call_kwargs/k3_dict.keras");
+  std::string out;
+  ASSERT_EQ(fkb::test::run_command(fkb::test::cli() + " inspect " + path, &out), 0) << out;
+  EXPECT_NE(out.find("inputs (dict, Keras' flat order = sorted keys): humid, temp\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("outputs (dict, Keras' flat order = sorted keys): a_main, hidden, z_aux\n"), std::string::npos)
+      << out;
+  ASSERT_EQ(fkb::test::run_command("{ " + fkb::test::cli() + " inspect --json " + path + " 2>/dev/null; }", &out), 0);
+  const auto j = nlohmann::json::parse(out);
+  EXPECT_EQ(j["input_keys"], (std::vector<std::string>{"humid", "temp"}));
+  EXPECT_EQ(j["output_keys"], (std::vector<std::string>{"a_main", "hidden", "z_aux"}));
+
+  const std::string dir = fkb::test::temp_dir();
+  const std::string humid = fixture_path("cases/dict_io_and_call_kwargs/x_dict1.npy");
+  EXPECT_NE(fkb::test::run_command(fkb::test::cli() + " predict " + path + " -i " + humid + " -o " + dir + "/y", &out),
+            0);
+  EXPECT_NE(out.find("2 dict inputs but 1 --input"), std::string::npos) << out;
+  EXPECT_NE(out.find("sorted keys): humid, temp"), std::string::npos) << out;
+  ASSERT_EQ(fkb::test::run_command(fkb::test::cli() + " predict " + path + " -i " + humid + " -i " +
+                                       fixture_path("cases/dict_io_and_call_kwargs/x_dict0.npy") + " -o " + dir +
+                                       "/y --device cpu",
+                                   &out),
+            0)
+      << out;
+  EXPECT_NE(out.find("output 0 'main' (dict key 'a_main')"), std::string::npos) << out;
+  EXPECT_NE(out.find("output 2 'aux' (dict key 'z_aux')"), std::string::npos) << out;
 }
 
 }  // namespace
