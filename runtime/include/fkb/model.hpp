@@ -87,7 +87,7 @@ struct Node {
 
   Shape target_shape;       ///< Reshape
 
-  bool invert = false;      ///< Normalization(invert=True): de-normalizes, y = x * sqrt(variance) + mean (Keras 3)
+  bool invert = false;      ///< Normalization(invert=True): de-normalizes, y = mean + x * max(sqrt(variance), 1e-7) (Keras)
 
   /// Keras 3 int8-quantized Dense (model.quantize("int8")): weights["kernel"] holds the int8 values (exact in
   /// float32) and weights["kernel_scale"] one scale per unit. Keras quantizes each column's inputs to int8 too

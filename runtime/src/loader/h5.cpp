@@ -390,7 +390,10 @@ DatasetInfo check_dataset(hid_t d, const std::string& where, const std::string& 
   return info;
 }
 
-bool has_attr(hid_t loc, const std::string& name) { return H5Aexists(loc, name.c_str()) > 0; }
+bool has_attr(hid_t loc, const std::string& name) {
+  check_attribute_messages(loc);  // HDF5 1.10 decodes attribute messages without bounds checks: check first
+  return H5Aexists(loc, name.c_str()) > 0;
+}
 
 namespace {
 
@@ -474,6 +477,7 @@ std::string attr_string(hid_t loc, const std::string& name, const std::string& w
 std::vector<std::string> attr_strings(hid_t loc, const std::string& name, const std::string& where) {
   // H5Aexists fails (rather than saying "no") on an attribute whose header it cannot decode, e.g. one declaring more
   // data than it holds: that is a corrupted file, not a layer without weights.
+  check_attribute_messages(loc);
   if (H5Aexists(loc, name.c_str()) < 0)
     throw_error(Status::FormatError, where + ": attribute '" + name +
                                          "' cannot be read (its declared size or header is invalid): the file is "

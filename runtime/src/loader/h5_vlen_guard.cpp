@@ -121,22 +121,63 @@ struct Search {
   bool dense = false;   // the object has dense attribute storage
 };
 
-// An attribute message: does it carry `name`? Then keep its raw data.
+// The bytes an attribute message's data must hold: elements of its dataspace times its datatype's size, as HDF5
+// computes them when it decodes the message (and copies that many bytes from it). -1 when a shared datatype or
+// dataspace keeps them elsewhere.
+int64_t attribute_data_bytes(const Search& s, const unsigned char* dt, uint64_t dt_size, bool dt_shared,
+                             const unsigned char* ds, uint64_t ds_size, bool ds_shared) {
+  if (dt_shared || ds_shared) return -1;
+  if (dt_size < 8) refuse(s.fail, "an attribute's datatype is truncated");
+  const unsigned cls = dt[0] & 0x0F;
+  // HDF5 sizes the data by the size field but reads a variable-length element as its length and a global heap
+  // reference: the two must agree.
+  const uint64_t elem = le(dt + 4, 4);
+  if (cls == 9 && elem != 4 + s.f.sizeof_addr + 4)
+    refuse(s.fail, "a variable-length attribute's datatype declares " + std::to_string(elem) +
+                       "-byte elements (HDF5 writes " + std::to_string(4 + s.f.sizeof_addr + 4) + ")");
+  if (ds_size < 4) refuse(s.fail, "an attribute's dataspace is truncated");
+  const unsigned version = ds[0], rank = ds[1];
+  const uint64_t dims_at = version == 1 ? 8 : 4;
+  if ((version != 1 && version != 2) || rank > 32 || dims_at + uint64_t{rank} * s.f.sizeof_size > ds_size)
+    refuse(s.fail, "an attribute's dataspace is malformed (version " + std::to_string(version) + ", rank " +
+                       std::to_string(rank) + ")");
+  uint64_t n = 1;
+  if (version == 2 && ds[3] == 2) n = 0;  // a null dataspace
+  for (unsigned i = 0; i < rank; ++i)
+    if (__builtin_mul_overflow(n, le(ds + dims_at + uint64_t{i} * s.f.sizeof_size, s.f.sizeof_size), &n))
+      refuse(s.fail, "an attribute's dataspace declares more elements than can be counted");
+  uint64_t bytes = 0;
+  if (__builtin_mul_overflow(n, elem, &bytes) || bytes > (uint64_t{1} << 62))
+    refuse(s.fail, "an attribute declares more data than can be counted");
+  return static_cast<int64_t>(bytes);
+}
+
+// An attribute message: its layout is checked (HDF5 1.10 decodes the name with strdup and copies the declared data
+// bytes without checking either against the message); when it carries `name`, its raw data is kept.
 void attribute_message(Search& s, const unsigned char* d, uint64_t size) {
   if (size < 8) refuse(s.fail, "an attribute message of its object header is truncated");
   const unsigned version = d[0];
+  const unsigned flags = version == 1 ? 0 : d[1];
   const uint64_t name_size = le(d + 2, 2), dt_size = le(d + 4, 2), ds_size = le(d + 6, 2);
   uint64_t off = 8;
   if (version == 3) off = 9;
   else if (version != 1 && version != 2)
-    refuse(s.fail, "its object header holds an attribute message of unknown version " +
-                                         std::to_string(version));
-  if (off + name_size > size) refuse(s.fail, "an attribute message's name is truncated");
+    refuse(s.fail, "its object header holds an attribute message of unknown version " + std::to_string(version));
+  auto pad = [&](uint64_t v) { return version == 1 ? align8(v) : v; };
+  if (name_size == 0 || off + pad(name_size) + pad(dt_size) + pad(ds_size) > size)
+    refuse(s.fail, "an attribute message's name, datatype or dataspace runs past the message");
   const char* nm = reinterpret_cast<const char*>(d + off);
-  if (std::string(nm, strnlen(nm, static_cast<size_t>(name_size))) != s.name) return;
-  if (version == 1) off += align8(name_size) + align8(dt_size) + align8(ds_size);
-  else off += name_size + dt_size + ds_size;
-  if (off > size) refuse(s.fail, "its attribute message is truncated");
+  if (std::memchr(nm, '\0', static_cast<size_t>(name_size)) == nullptr)
+    refuse(s.fail, "an attribute's name is not terminated within its message");
+  const std::string attr_name(nm);
+  const unsigned char* dt = d + off + pad(name_size);
+  const unsigned char* ds = dt + pad(dt_size);
+  off += pad(name_size) + pad(dt_size) + pad(ds_size);
+  const int64_t need = attribute_data_bytes(s, dt, dt_size, flags & 0x01, ds, ds_size, flags & 0x02);
+  if (need >= 0 && static_cast<uint64_t>(need) > size - off)
+    refuse(s.fail, "attribute '" + attr_name + "' declares " + std::to_string(need) + " bytes of data but its " +
+                       "message holds " + std::to_string(size - off));
+  if (s.name.empty() || attr_name != s.name) return;
   if (s.found) refuse(s.fail, "its object header holds two attributes of that name");
   s.found = true;
   s.data.assign(d + off, d + size);
@@ -256,9 +297,10 @@ Collection read_collection(const RawFile& f, uint64_t addr, const std::string& f
 
 }  // namespace
 
-void check_vlen_string_attr(hid_t loc, const std::string& name, uint64_t elements, const std::string& where) {
-  const std::string fail = where + ": variable-length string attribute '" + name + "': ";
-  RawFile f(loc, fail);
+namespace {
+
+// The object header's address and the file's number (HDF5 numbers each opened file anew).
+std::pair<uint64_t, unsigned long> locate(hid_t loc, const std::string& fail) {
   uint64_t header = 0;
 #if H5_VERSION_GE(1, 12, 0)
   H5O_info2_t info{};
@@ -266,18 +308,51 @@ void check_vlen_string_attr(hid_t loc, const std::string& name, uint64_t element
     refuse(fail, "its object header cannot be located");
 #else
   H5O_info_t info{};
-  if (H5Oget_info2(loc, &info, H5O_INFO_BASIC) < 0)
-    refuse(fail, "its object header cannot be located");
+  if (H5Oget_info2(loc, &info, H5O_INFO_BASIC) < 0) refuse(fail, "its object header cannot be located");
   header = info.addr;
 #endif
+  return {header, info.fileno};
+}
+
+std::string object_label(hid_t loc) {
+  char file[4096] = {0}, obj[4096] = {0};
+  if (H5Fget_name(loc, file, sizeof file) < 0) file[0] = 0;
+  if (H5Iget_name(loc, obj, sizeof obj) <= 0) std::strcpy(obj, "/");
+  return std::string(file) + ": object '" + obj + "': ";
+}
+
+}  // namespace
+
+void check_attribute_messages(hid_t loc) {
+  const std::string fail = object_label(loc);
+  const auto [header, fileno] = locate(loc, fail);
+  // Object headers already checked, for the file last checked.
+  static unsigned long cached_file = 0;
+  static std::set<uint64_t> checked;
+  if (fileno != cached_file) {
+    checked.clear();
+    cached_file = fileno;
+  }
+  if (checked.count(header)) return;
+  RawFile f(loc, fail);
+  const std::string none;
+  Search s{f, none, fail, {}};
+  find_attribute(s, header);
+  checked.insert(header);
+}
+
+void check_vlen_string_attr(hid_t loc, const std::string& name, uint64_t elements, const std::string& where) {
+  const std::string fail = where + ": variable-length string attribute '" + name + "': ";
+  RawFile f(loc, fail);
+  const auto [header, fileno] = locate(loc, fail);
   // Collections already checked in this file (every layer's weight_names may point into the collection that holds
   // a large model_config): kept for the file last checked. HDF5 numbers each opened file anew, so a number is never
   // another file's.
   static unsigned long cached_file = 0;
   static std::map<uint64_t, Collection> collections;
-  if (info.fileno != cached_file) {
+  if (fileno != cached_file) {
     collections.clear();
-    cached_file = info.fileno;
+    cached_file = fileno;
   }
   Search s{f, name, fail, {}};
   find_attribute(s, header);

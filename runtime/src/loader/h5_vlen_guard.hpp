@@ -21,6 +21,14 @@
 
 namespace fkb::h5 {
 
+/// Throws fkb::Error (Status::FormatError) naming the file, the object and what is wrong unless every attribute
+/// message in the object header of `loc` has the layout HDF5 writes: a name terminated inside the message, a
+/// datatype and dataspace inside it, and as many data bytes as its dataspace and datatype declare. HDF5 1.10 decodes
+/// the name with strdup and copies the declared bytes without these checks (fuzz_h5 found heap overflows in
+/// H5Aexists/H5Aopen/H5Aread). Call before any H5Aexists/H5Aopen on `loc` (h5::has_attr does). Object headers
+/// already checked in the file being read are not read again. The caller holds h5::lock().
+void check_attribute_messages(hid_t loc);
+
 /// Throws fkb::Error (Status::FormatError) naming `where`, the attribute and what is wrong unless every element of
 /// the variable-length string attribute `name` of `loc` (a file, group or dataset) refers to an intact object of
 /// the global heap. `elements` is the attribute's element count (H5Sget_simple_extent_npoints). An attribute held
