@@ -33,6 +33,8 @@ if [ "$flavour" = tensorflow ]; then
   # The versions tests/fixtures/manifest.json records (Keras 3.15.1 with TensorFlow 2.21.0, tf-keras 2.21.0).
   packages=(tensorflow==2.21.0 tf-keras==2.21.0 keras==3.15.1 h5py numpy pyyaml)
   imports="import keras, tensorflow, tf_keras, h5py, numpy, yaml"
+  # A caller's KERAS_BACKEND=jax would make the import check fail (this env has no JAX) and rebuild the venv.
+  unset KERAS_BACKEND
 else
   venv="${FKB_KERAS_VENV:-$root/.venv-keras}"
   packages=(keras jax h5py numpy)
