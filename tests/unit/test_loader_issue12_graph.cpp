@@ -246,9 +246,9 @@ TEST(LoaderIssue12Graph, SiameseTowerAndALayerSharedInsideAndOutsideIt) {
 
 // Keras 3 writes the variables of a layer shared inside and outside a nested model once, under the nested path
 // (layers/functional/layers/dense/vars); the outer call's own path (layers/dense) has none, and Keras 3.15 itself
-// cannot reload the file. Reading it needs the weight reader (keras_weights.cpp) to take such a layer's variables
-// from the same-named, same-config layer it already read. Enable when it does.
-TEST(LoaderIssue12Graph, DISABLED_SiameseKerasZipWithALayerSharedOutsideTheTower) {
+// cannot reload the file. The weight reader (keras_weights.cpp) gives the outer copy the variables of the same-named,
+// same-config layer it read under the nested path, and the graph ties the calls.
+TEST(LoaderIssue12Graph, SiameseKerasZipWithALayerSharedOutsideTheTower) {
   REQUIRE_CASE(dir, "graph_variants");
   const fkb::Model m = fkb::Model::load(dir + "/k3_siamese.keras");
   EXPECT_EQ(count_shared(m), 3);
@@ -394,8 +394,8 @@ TEST(ModelIRIssue12, NormalizationMeanThatDoesNotBroadcastIsRefused) {
 TEST(LoaderIssue12Graph, GraphVariantsPredictAsKerasWithKerasParamCountsAndKeys) {
   REQUIRE_CASE(dir, "graph_variants");
   int ran = 0;
-  run_entries(dir, {}, &ran, {"k3_siamese.keras"});  // see DISABLED_SiameseKerasZipWithALayerSharedOutsideTheTower
-  EXPECT_EQ(ran, 14);
+  run_entries(dir, {}, &ran, {});
+  EXPECT_EQ(ran, 15);
 }
 
 // ---- call arguments the graph reader refuses or ignores (configs written here in Keras' formats) -----------------

@@ -474,4 +474,22 @@ Node make_node(const LayerSpec& l, int keras_major, const std::string& where) {
   return n;
 }
 
+// A config without Keras 3's "shared_object_id" entries (serialization bookkeeping that differs between the two
+// copies of one layer).
+json without_object_ids(const json& j) {
+  if (j.is_object()) {
+    json out = json::object();
+    for (auto it = j.begin(); it != j.end(); ++it)
+      if (it.key() != "shared_object_id") out[it.key()] = without_object_ids(it.value());
+    return out;
+  }
+  if (j.is_array()) {
+    json out = json::array();
+    for (const auto& v : j) out.push_back(without_object_ids(v));
+    return out;
+  }
+  return j;
+}
+
+
 }  // namespace fkb::keras

@@ -72,6 +72,10 @@ std::string class_of(const json& layer);
 /// The per-column input shape stated on a layer config (batch_input_shape, batch_shape or input_shape), if any.
 bool stated_input_shape(const json& cfg, Shape* out, const std::string& where, const std::string& layer);
 
+/// `j` without Keras 3's "shared_object_id" entries: serialization bookkeeping that differs between the two copies
+/// of one layer written inside and outside a nested model.
+json without_object_ids(const json& j);
+
 /// Keras' naming.to_snake_case (used for .keras weight paths).
 std::string to_snake_case(const std::string& name);
 

@@ -339,7 +339,8 @@ class GraphBuilder {
   }
 
   static bool same_layer(const LayerSpec& a, const LayerSpec& b) {
-    auto bare = [](json c) {  // the input shape Keras states on the first layer of a Sequential is not the layer's
+    auto bare = [](const json& config) {  // the input shape Keras states on a Sequential's first layer is not the
+      json c = without_object_ids(config);  // layer's; nor is Keras 3's serialization bookkeeping
       if (c.is_object())
         for (const char* k : {"batch_input_shape", "batch_shape", "input_shape"}) c.erase(k);
       return c;

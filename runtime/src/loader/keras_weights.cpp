@@ -180,9 +180,52 @@ void read_keras3_weights(hid_t file, const std::string& base, const std::string&
   read_keras3_weights(store, base, where, model, keras_major, budget);
 }
 
+namespace {
+
+// A leaf whose vars group is absent, waiting for the copy of the same layer elsewhere in the tree.
+struct Pending {
+  LayerSpec* layer;
+  std::string missing;  // the error if no copy is found
+};
+
+// The leaf of `model`'s tree (other than `self`) that is the same Keras layer as `self`: same name, class and config,
+// with its variables read.
+const LayerSpec* same_layer(const LayerSpec& model, const LayerSpec& self) {
+  for (const auto& l : model.layers) {
+    if (l.is_model) {
+      if (const LayerSpec* f = same_layer(l, self)) return f;
+    } else if (&l != &self && !l.weights.empty() && l.name == self.name && l.cls == self.cls &&
+               without_object_ids(l.config) == without_object_ids(self.config)) {
+      return &l;
+    }
+  }
+  return nullptr;
+}
+
+void read_keras3_tree(VarStore& store, const std::string& base, const std::string& where, LayerSpec& model,
+                      int keras_major, loader::WeightBudget& budget, std::vector<Pending>& pending);
+
+}  // namespace
+
 void read_keras3_weights(VarStore& store, const std::string& base, const std::string& where, LayerSpec& model,
                          int keras_major, loader::WeightBudget& budget) {
   if (base.empty()) clear_weights(model);
+  std::vector<Pending> pending;
+  read_keras3_tree(store, base, where, model, keras_major, budget, pending);
+  // A layer used inside a nested model and again outside it appears twice in the config, but Keras 3 saves its
+  // variables once, under one of the two paths: the other copy takes them (the graph builder then ties the calls).
+  for (const Pending& p : pending) {
+    const LayerSpec* src = same_layer(model, *p.layer);
+    if (!src) throw_error(Status::FormatError, p.missing);
+    p.layer->weights = src->weights;
+    p.layer->weight_names = src->weight_names;
+  }
+}
+
+namespace {
+
+void read_keras3_tree(VarStore& store, const std::string& base, const std::string& where, LayerSpec& model,
+                      int keras_major, loader::WeightBudget& budget, std::vector<Pending>& pending) {
   std::map<std::string, int> used;
   for (auto& child : model.layers) {
     std::string cls = child.cls;
@@ -197,7 +240,7 @@ void read_keras3_weights(VarStore& store, const std::string& base, const std::st
     }
     const std::string path = (base.empty() ? "" : base + "/") + "layers/" + name;
     if (child.is_model) {
-      read_keras3_weights(store, path, where, child, keras_major, budget);
+      read_keras3_tree(store, path, where, child, keras_major, budget, pending);
       continue;
     }
     const std::string lw = where + ": layer '" + child.name + "' (" + child.cls + ")";
@@ -214,6 +257,11 @@ void read_keras3_weights(VarStore& store, const std::string& base, const std::st
       continue;
     }
     const auto vars = own_variables(child, keras_major);
+    if (!vars.empty() && store.find(vars_group, 0, lw).file < 0) {
+      pending.push_back({&child, lw + ": weight '" + vars[0].role + "' is missing (expected dataset '" + vars_group +
+                                     "/0')"});
+      continue;
+    }
     for (size_t i = 0; i < vars.size(); ++i) {
       const std::string vpath = vars_group + "/" + std::to_string(i);
       const VarStore::Found f = store.find(vars_group, i, lw);
@@ -228,5 +276,7 @@ void read_keras3_weights(VarStore& store, const std::string& base, const std::st
                                            "' than the config implies (" + std::to_string(vars.size()) + ")");
   }
 }
+
+}  // namespace
 
 }  // namespace fkb::keras
