@@ -132,7 +132,8 @@ def craft(out, fixtures):
                             "members' weights to 6.5 MiB, over the limit of 5 MiB (raise it with FKB_MAX_WEIGHT_BYTES)"})
 
     # 8. A layer's weight_names attribute whose dataspace declares 2^40 strings (patched in the file; it stores 3001):
-    #    HDF5 cannot decode it and H5Aexists fails, which read as "no attribute": "the file lists 0 weight(s)".
+    #    HDF5 cannot decode it and H5Aexists fails, which read as "no attribute": "the file lists 0 weight(s)". FKB
+    #    checks the attribute message first (runtime/src/loader/h5_vlen_guard.hpp).
     p = os.path.join(out, "names_bomb.h5")
     shutil.copyfile(os.path.join(fixtures, "tk_cbrain.h5"), p)
     os.chmod(p, 0o644)
@@ -147,8 +148,10 @@ def craft(out, fixtures):
     raw[at:at + 16] = struct.pack("<QQ", 1 << 40, 1 << 40)
     open(p, "wb").write(raw)
     cases.append({"name": "h5_names_attr_bomb", "argv": ["inspect", "{out}/names_bomb.h5"],
-                  "expect": "{out}/names_bomb.h5: layer 'dense' (Dense): attribute 'weight_names' cannot be read (its "
-                            "declared size or header is invalid): the file is truncated or corrupted"})
+                  "expect": "{out}/names_bomb.h5: object '/model_weights/dense': attribute 'weight_names' declares "
+                            "%d bytes of data but its message holds %d; FKB checks attribute messages and their "
+                            "global-heap references before HDF5 decodes them (the file is truncated, corrupted or "
+                            "crafted)" % ((1 << 40) * 16, 3001 * 16)})
 
     # 9. A predict input whose dataset declares (12000, 94) floats in 1-element chunks, 12 rows stored (passing the
     #    1000:1 rule): HDF5 keeps ~4 KiB of state per chunk a read selects, so the 1.1 million chunks ran into the

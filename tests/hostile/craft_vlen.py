@@ -14,8 +14,8 @@ import struct
 
 import h5py
 
-SUFFIX = ("; FKB checks every reference into the file's global heap before HDF5 follows it (the file is truncated, "
-          "corrupted or crafted)")
+SUFFIX = ("; FKB checks attribute messages and their global-heap references before HDF5 decodes them (the file is "
+          "truncated, corrupted or crafted)")
 
 
 def _layout(path):

@@ -23,8 +23,8 @@ using Bytes = std::vector<unsigned char>;
 
 [[noreturn]] void refuse(const std::string& fail, const std::string& what) {
   throw_error(Status::FormatError, fail + what +
-                                       "; FKB checks every reference into the file's global heap before HDF5 follows "
-                                       "it (the file is truncated, corrupted or crafted)");
+                                       "; FKB checks attribute messages and their global-heap references before "
+                                       "HDF5 decodes them (the file is truncated, corrupted or crafted)");
 }
 
 constexpr uint16_t kMsgContinuation = 0x10;
