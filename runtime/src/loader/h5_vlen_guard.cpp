@@ -135,6 +135,10 @@ int64_t attribute_data_bytes(const Search& s, const unsigned char* dt, uint64_t 
   if (cls == 9 && elem != 4 + s.f.sizeof_addr + 4)
     refuse(s.fail, "a variable-length attribute's datatype declares " + std::to_string(elem) +
                        "-byte elements (HDF5 writes " + std::to_string(4 + s.f.sizeof_addr + 4) + ")");
+  // A variable-length string's characters are 1-byte: HDF5 sizes its read buffer as length times the base type's
+  // size, so a crafted base size turns a short string into a huge allocation.
+  if (cls == 9 && (dt[1] & 0x0F) == 1 && (dt_size < 16 || le(dt + 12, 4) != 1))
+    refuse(s.fail, "a variable-length string attribute's characters are not 1 byte");
   if (ds_size < 4) refuse(s.fail, "an attribute's dataspace is truncated");
   const unsigned version = ds[0], rank = ds[1];
   const uint64_t dims_at = version == 1 ? 8 : 4;
