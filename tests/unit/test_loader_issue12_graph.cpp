@@ -20,36 +20,14 @@
 #include "fkb/runtime.hpp"
 #include "io/array_io.hpp"
 #include "loader/keras_config.hpp"
+#include "case_fixtures.hpp"
 #include "test_util.hpp"
 
 using nlohmann::json;
+using fkb::test::case_dir;
+using fkb::test::read_json;
 
 namespace {
-
-bool exists(const std::string& p) {
-  struct stat st;
-  return ::stat(p.c_str(), &st) == 0;
-}
-
-// tests/fixtures/cases/<name>, else ../shared/cases/<name>, else "".
-std::string case_dir(const std::string& name) {
-  const std::string own = fkb::test::fixture_path("cases/" + name);
-  if (exists(own + "/cases.json")) return own;
-  const std::string shared = std::string(FKB_SOURCE_DIR) + "/../shared/cases/" + name;
-  if (exists(shared + "/cases.json")) return shared;
-  return "";
-}
-
-#define REQUIRE_CASE(dir, name)                                                                              \
-  const std::string dir = case_dir(name);                                                                    \
-  if (dir.empty())                                                                                           \
-    GTEST_SKIP() << "case '" << name << "' is neither in tests/fixtures/cases nor in ../shared/cases (absent "  \
-                 << "from this checkout)";
-
-json read_json(const std::string& path) {
-  std::ifstream f(path);
-  return json::parse(f);
-}
 
 fkb::io::HostArray npy(const std::string& dir, const std::string& file) {
   fkb::io::HostArray a = fkb::io::read_npy(dir + "/" + file);

@@ -23,38 +23,14 @@
 #include "io/array_io.hpp"
 #include "loader/h5.hpp"
 #include "loader/limits.hpp"
+#include "case_fixtures.hpp"
 #include "test_util.hpp"
 
 using nlohmann::json;
+using fkb::test::read_json;
 namespace fs = std::filesystem;
 
 namespace {
-
-bool exists(const std::string& p) {
-  struct stat st;
-  return ::stat(p.c_str(), &st) == 0;
-}
-
-std::string case_dir(const std::string& name) {
-  const std::string own = fkb::test::fixture_path("cases/" + name);
-  if (exists(own + "/cases.json"))
-    return own;
-  const std::string shared = std::string(FKB_SOURCE_DIR) + "/../shared/cases/" + name;
-  if (exists(shared + "/cases.json"))
-    return shared;
-  return "";
-}
-
-#define REQUIRE_CASE(dir, name)                                                                                        \
-  const std::string dir = case_dir(name);                                                                              \
-  if (dir.empty())                                                                                                     \
-    GTEST_SKIP() << "case '" << name << "' is neither in tests/fixtures/cases nor in ../shared/cases (absent "         \
-                 << "from this checkout)";
-
-json read_json(const std::string& path) {
-  std::ifstream f(path);
-  return json::parse(f);
-}
 
 void write_text(const std::string& path, const std::string& text) {
   std::ofstream f(path, std::ios::binary);
