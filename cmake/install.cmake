@@ -1,6 +1,6 @@
 # Install rules (included at the end of the top-level CMakeLists.txt):
 #   <prefix>/include/fkb/*.h, *.hpp          C and C++ headers
-#   <prefix>/include/fkb/fortran/*.mod       fkb.mod, fkb_physics.mod, fkb_strings.mod (internal; compiler-specific)
+#   <prefix>/include/fkb/fortran/*.mod       fkb.mod, fkb_physics.mod, fkb_strings.mod, fkb_status.mod (internal)
 #   <prefix>/lib/libfkb.so, libfkb_fortran.so
 #   <prefix>/lib/cmake/fkb/                  fkbConfig.cmake, fkbConfigVersion.cmake, fkbTargets*.cmake
 #   <prefix>/lib/pkgconfig/fkb.pc            for plain Makefiles / command lines
