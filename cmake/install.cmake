@@ -2,6 +2,11 @@
 #   <prefix>/include/fkb/*.h, *.hpp          C and C++ headers
 #   <prefix>/include/fkb/fortran/*.mod       fkb.mod, fkb_physics.mod, fkb_strings.mod, fkb_status.mod (internal)
 #   <prefix>/lib/libfkb.so, libfkb_fortran.so
+#   <prefix>/lib/libfkb_cuda.so              the CUDA backend plugin (CUDA builds): libfkb dlopen()s it from its own
+#                                            directory (or FKB_BACKEND_PATH) when a CUDA device is asked for. Not a
+#                                            link dependency: fkbTargets.cmake and fkb.pc do not name it, and libfkb
+#                                            links no CUDA library, so one install serves GPU and CPU-only nodes.
+#                                            RUNPATH: $ORIGIN (libfkb) and the CUDA toolkit's library directory.
 #   <prefix>/lib/cmake/fkb/                  fkbConfig.cmake, fkbConfigVersion.cmake, fkbTargets*.cmake
 #   <prefix>/lib/pkgconfig/fkb.pc            for plain Makefiles / command lines
 #   <prefix>/bin/fkb                         the command-line tool
@@ -26,6 +31,9 @@ install(TARGETS ${_fkb_export_targets} EXPORT fkbTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+if(TARGET fkb_cuda)
+  install(TARGETS fkb_cuda LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+endif()
 if(TARGET fkb_cli)
   set_target_properties(fkb_cli PROPERTIES INSTALL_RPATH "$ORIGIN/../${CMAKE_INSTALL_LIBDIR}")
   install(TARGETS fkb_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})

@@ -1,11 +1,9 @@
-// Backend factories. The CUDA backend lives in kernels/ and is linked in only when built with CUDA;
-// without it, the API is the same and asking for CUDA gives a clear error.
+// Backend factories. The CUDA backend is a plugin (libfkb_cuda.so, kernels/) loaded on first use
+// (plugin_loader.cpp); without it — FKB built without CUDA, or the plugin or its CUDA libraries missing on
+// this machine — the API is the same and asking for CUDA gives a clear error.
 #include "fkb/backend.hpp"
 #include "fkb/error.hpp"
-
-#ifdef FKB_WITH_CUDA
-#include "cuda_entry.hpp"
-#endif
+#include "plugin_loader.hpp"
 
 namespace fkb {
 
@@ -18,20 +16,10 @@ bool built_with_cuda() noexcept {
 }
 
 int cuda_device_count() noexcept {
-#ifdef FKB_WITH_CUDA
-  return cuda::device_count();
-#else
-  return 0;
-#endif
+  const CudaPluginV1* t = plugin::cuda_plugin();
+  return t ? t->device_count() : 0;
 }
 
-std::unique_ptr<Backend> make_cuda_backend() {
-#ifdef FKB_WITH_CUDA
-  return cuda::create_backend();
-#else
-  throw_error(Status::CudaError, "FKB was built without CUDA (configure with FKB_ENABLE_CUDA=ON and a CUDA toolkit); "
-                                 "use device 'cpu' or 'auto'");
-#endif
-}
+std::unique_ptr<Backend> make_cuda_backend() { return plugin::require_cuda_plugin().create_backend(); }
 
 }  // namespace fkb

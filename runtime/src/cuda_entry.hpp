@@ -1,4 +1,5 @@
-// Entry points of the CUDA backend (kernels/), linked into libfkb when FKB is built with CUDA.
+// Entry points of the CUDA backend (kernels/), defined in the CUDA plugin libfkb_cuda.so and reached from
+// libfkb only through the plugin's table (backend_plugin.hpp, kernels/plugin_entry.cpp).
 #pragma once
 
 #include <memory>

@@ -25,6 +25,7 @@
 #include "loader/config_text.hpp"
 #include "loader/limits.hpp"
 #include "loader/load_internal.hpp"
+#include "plugin_loader.hpp"
 #include "workspace_pool.hpp"
 
 namespace fkb {
@@ -513,22 +514,19 @@ Ensemble::Ensemble(std::vector<Model> members, const EnsembleOptions& options, s
   for (const auto& m : e.members) ptrs.push_back(&m);
 
   auto make_cuda = [&]() -> std::unique_ptr<EnsembleEngine> {
-#ifdef FKB_WITH_CUDA
+    // The CUDA engines live in the CUDA plugin; without it this throws a CudaError saying what is missing.
+    const CudaPluginV1& cuda = plugin::require_cuda_plugin();
     std::string why;
     const char* force = std::getenv("FKB_ENSEMBLE_CUDA");  // "per-member": skip the batched engine (tests)
     if (force && std::string(force) == "per-member") {
       why = "FKB_ENSEMBLE_CUDA=per-member";
-    } else if (auto b = cuda::create_batched_ensemble(ptrs, co, &why)) {
+    } else if (auto b = cuda.create_batched_ensemble(ptrs, co, &why)) {
       return b;
     }
     if (options.verbose)
       std::fprintf(stderr, "fkb: ensemble: one CUDA plan per member (the batched-GEMM engine does not apply: %s)\n",
                    why.c_str());
-    return cuda::create_per_member_ensemble(ptrs, co);
-#else
-    make_cuda_backend();  // throws "FKB was built without CUDA ..."
-    return nullptr;
-#endif
+    return cuda.create_per_member_ensemble(ptrs, co);
   };
 
   if (dev.cpu) {
@@ -536,19 +534,24 @@ Ensemble::Ensemble(std::vector<Model> members, const EnsembleOptions& options, s
   } else if (dev.cuda) {
     e.engine = make_cuda();
   } else {
+    std::string fallback;  // why auto runs on the CPU in a CUDA build: a notice once per process (runtime.cpp)
     if (built_with_cuda() && cuda_device_count() > 0) {
       try {
         e.engine = make_cuda();
       } catch (const Error& err) {
         if (options.verbose)
           std::fprintf(stderr, "fkb: ensemble: device auto: CUDA failed (%s); falling back to the CPU\n", err.what());
+        fallback = std::string("CUDA failed: ") + err.what();
         e.engine.reset();
       }
+    } else if (built_with_cuda()) {
+      fallback = plugin::cuda_unavailable_reason();
     }
     if (!e.engine) e.engine = std::make_unique<CpuEnsembleEngine>(ptrs, co);
     if (options.verbose)
       std::fprintf(stderr, "fkb: ensemble of %zu members: device auto -> %s (%s)\n", e.members.size(),
                    e.engine->device_name().c_str(), e.engine->name().c_str());
+    plugin::notice_auto_fallback(fallback, /*already_said=*/false);
   }
 }
 

@@ -8,6 +8,7 @@
 #include <mutex>
 #include <string>
 
+#include "plugin_loader.hpp"
 #include "workspace_pool.hpp"
 
 namespace fkb {
@@ -149,7 +150,10 @@ Runtime::Runtime(const Model& model, const RuntimeOptions& options) : impl_(std:
     m.backend = make_cuda_backend();
     m.plan = m.backend->compile(m.model, co);
   } else {
-    const int ndev = cuda_device_count();
+    const int ndev = cuda_device_count();  // loads the CUDA plugin (plugin_loader.cpp) when built with CUDA
+    // Why auto runs on the CPU in a CUDA build (plugin or libraries missing, no device, CUDA failed): said
+    // once per process on stderr even when not verbose, so a GPU job that silently ran on the CPU is noticed.
+    std::string fallback;
     if (built_with_cuda() && ndev > 0) {
       try {
         m.backend = make_cuda_backend();
@@ -159,9 +163,12 @@ Runtime::Runtime(const Model& model, const RuntimeOptions& options) : impl_(std:
       } catch (const Error& e) {
         if (options.verbose)
           std::fprintf(stderr, "fkb: device auto: CUDA failed (%s); falling back to the CPU\n", e.what());
+        fallback = std::string("CUDA failed: ") + e.what();
         m.plan.reset();
         m.backend.reset();
       }
+    } else if (built_with_cuda()) {
+      fallback = plugin::cuda_unavailable_reason();
     }
     if (!m.plan) {
       // tf32/bf16/fp16 are GPU modes; auto on a host without a usable GPU runs the CPU in fp32 (at least as
@@ -177,7 +184,8 @@ Runtime::Runtime(const Model& model, const RuntimeOptions& options) : impl_(std:
       m.plan = m.backend->compile(m.model, co);
       if (options.verbose && !(built_with_cuda() && ndev > 0))
         std::fprintf(stderr, "fkb: device auto -> %s (%s)\n", m.plan->device_name().c_str(),
-                     built_with_cuda() ? "no CUDA device found" : "FKB built without CUDA");
+                     built_with_cuda() ? fallback.c_str() : "FKB built without CUDA");
+      plugin::notice_auto_fallback(fallback, options.verbose);
     }
   }
   m.bindings.add(m.make_binding());
