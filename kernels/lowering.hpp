@@ -4,24 +4,20 @@
 // Pure host C++ (no CUDA headers), so the same lowering is unit-tested without a GPU by executing the
 // program on the host (emulator.hpp) and comparing with the CPU backend and Keras' outputs.
 //
-// Steps (close to the CPU backend's lowering, so both fold the same way):
-//  * Dropout, Flatten, Reshape and linear Activation are aliases (no data moves).
-//  * BatchNormalization / Rescaling after a Dense/Conv1D with a linear activation are folded into its kernel
-//    and bias; a BatchNormalization read only by a Dense is folded into that Dense.
-//  * Element-wise activations are fused into the step producing their input (GEMM post-kernel or cuBLASLt
-//    epilogue, affine, merge).
-// Then the GPU-specific rewrites:
-//  * Add(x, Dense(y)) where the Dense has a linear activation and no other reader: the GEMM accumulates into
-//    the Add's output (cuBLASLt beta = 1 with C = x): no separate add kernel, no intermediate buffer.
-//  * Concatenate along the last axis: each input produced by a step that can write a strided view is
-//    written directly into its column-offset slice of the output (GEMM ldc = concatenated width); only the
-//    remaining inputs are copied.
+// The graph-level work is done before, once for every backend, by the graph optimizer (runtime/src/opt/:
+// aliases, affine folding, activation fusion, merge hints); this lowering takes its output and adds only what is
+// GPU-specific:
+//  * Reshape is a view of the same buffer (a value read through one must stay dense).
+//  * Add with an `accumulate_input` hint: the GEMM producing that operand accumulates into the Add's output
+//    (cuBLASLt beta = 1 with C = the other operand): no separate add kernel, no intermediate buffer.
+//  * Concatenate along the last axis: inputs with a `concat_in_place` hint are written directly into their
+//    column-offset slice of the output (GEMM ldc = concatenated width); only the remaining inputs are copied.
 //  * bf16/fp16: a value read only by GEMMs is stored in the half type (its producer converts when it
 //    writes); a GEMM operand stored in fp32 gets one conversion kernel. GEMMs accumulate in fp32 and
 //    write fp32; element-wise math is fp32.
 //  * Merge inputs whose shape differs from the output's are read through a broadcast map (Bcast, elem.hpp).
 //  * Keras 3 int8 Dense: RowQuant (inputs quantized per row) -> integer GEMM (exact in f32) -> de-scaling Ew.
-// Every root then gets a slot from a liveness allocator (an MLP needs about two activation buffers).
+// Every root then gets a slot from the shared liveness allocator (runtime/src/opt/slot_alloc.hpp).
 #pragma once
 
 #include <algorithm>
@@ -38,6 +34,8 @@
 #include "fkb/backend.hpp"
 #include "fkb/error.hpp"
 #include "fkb/model.hpp"
+#include "opt/optimize.hpp"
+#include "opt/slot_alloc.hpp"
 
 namespace fkb::cuda {
 
@@ -235,45 +233,7 @@ inline bool int8_dense_fits(const Node& n, std::string* why) {
   return false;
 }
 
-[[noreturn]] inline void unsupported(const Node& n, const std::string& what) {
-  throw_error(Status::Unsupported, "layer '" + n.name + "' (" + n.keras_class + "): " + what);
-}
-
-/// A weight array expanded to one value per element of `shape` by NumPy broadcasting (right-aligned; leading
-/// size-1 axes beyond the rank are dropped). Same rule as the CPU backend.
-inline std::vector<float> broadcast_to(const Node& n, const char* role, const Array& a, const Shape& shape) {
-  const int64_t total = shape_size(shape);
-  if (a.size() == 1) return std::vector<float>(static_cast<size_t>(total), a.data[0]);
-  if (a.size() == total) return a.data;
-  Shape as = a.shape;
-  while (as.size() > shape.size() && as.front() == 1) as.erase(as.begin());
-  if (shape_size(as) != a.size() || as.size() > shape.size())
-    unsupported(n, std::string("weight '") + role + "' of shape " + shape_str(a.shape) +
-                       " does not broadcast to the input shape " + shape_str(shape));
-  while (as.size() < shape.size()) as.insert(as.begin(), 1);
-  for (size_t d = 0; d < shape.size(); ++d)
-    if (as[d] != 1 && as[d] != shape[d])
-      unsupported(n, std::string("weight '") + role + "' of shape " + shape_str(a.shape) +
-                         " does not broadcast to the input shape " + shape_str(shape));
-  std::vector<float> out(static_cast<size_t>(total));
-  std::vector<int64_t> stride(shape.size(), 0);
-  int64_t s = 1;
-  for (int d = static_cast<int>(shape.size()) - 1; d >= 0; --d) {
-    stride[d] = as[d] == 1 ? 0 : s;
-    s *= as[d];
-  }
-  std::vector<int64_t> idx(shape.size(), 0);
-  for (int64_t i = 0; i < total; ++i) {
-    int64_t off = 0;
-    for (size_t d = 0; d < shape.size(); ++d) off += idx[d] * stride[d];
-    out[static_cast<size_t>(i)] = a.data[static_cast<size_t>(off)];
-    for (int d = static_cast<int>(shape.size()) - 1; d >= 0; --d) {
-      if (++idx[d] < shape[d]) break;
-      idx[d] = 0;
-    }
-  }
-  return out;
-}
+using opt::unsupported;
 
 struct Epi {
   ActKind act = ActKind::Linear;
@@ -284,7 +244,6 @@ struct Epi {
 };
 
 enum class SK { Gemm, Affine, Act, Merge, Concat, Cast, Custom };
-enum class AffineSource { BatchNorm, Normalization, Rescaling };
 
 struct Step {
   SK kind = SK::Act;
@@ -303,7 +262,6 @@ struct Step {
   // Affine
   std::vector<float> scale, shift;
   bool subtract_first = false;
-  AffineSource source = AffineSource::BatchNorm;
   // Merge
   Merge merge = Merge::Add;
   std::vector<Bcast> bcast;  ///< per input (nd == 0: the output's layout); empty when no input broadcasts
@@ -312,17 +270,13 @@ struct Step {
   std::vector<int64_t> inner;
   std::vector<int64_t> starts;  ///< offset of each input inside one output row of sum(inner) values
   bool concat_last_axis = false;
+  std::vector<uint8_t> in_place;  ///< per input: the optimizer's concat_in_place hint
+  int accumulate_input = -1;      ///< Merge (Add): the optimizer's accumulate_input hint
   // Custom
   std::shared_ptr<const CustomCall> custom;
 
   Epi epi;
 };
-
-inline bool is_periodic(const std::vector<float>& v, int64_t period) {
-  for (size_t i = static_cast<size_t>(period); i < v.size(); ++i)
-    if (v[i] != v[i % static_cast<size_t>(period)]) return false;
-  return true;
-}
 
 inline Epi activation_epi(const Node& n, const Shape& shape) {
   Epi e;
@@ -332,10 +286,9 @@ inline Epi activation_epi(const Node& n, const Shape& shape) {
     e.act = ActKind::Linear;
     e.softmax = true;
   } else if (e.act == ActKind::PRelu) {
-    const Array* a = n.find("alpha");
-    if (!a) unsupported(n, "PReLU without an 'alpha' weight");
-    e.alpha = broadcast_to(n, "alpha", *a, shape);
+    e.alpha = opt::required_weight(n, "alpha").data;  // one slope per element (optimizer pass `affine`)
   }
+  (void)shape;
   return e;
 }
 
@@ -353,7 +306,12 @@ inline Merge merge_of(OpKind op) {
 
 class Lowerer {
  public:
-  Lowerer(const Model& m, const LowerOptions& o) : m_(m), opt_(o) {
+  Lowerer(const Model& m, const LowerOptions& o) : opt_(o) {
+    opt::Options oo;
+    oo.fold_affine = o.fold_affine;
+    oo.fuse_activations = o.fuse_activations;
+    optimized_ = opt::optimize(m, oo);
+    p_.notes = optimized_.notes;
     p_.precision = o.precision;
     p_.engine = o.engine;
     p_.operand_dt = o.precision == Precision::BF16 ? DT::BF16 : (o.precision == Precision::FP16 ? DT::F16 : DT::F32);
@@ -361,16 +319,6 @@ class Lowerer {
 
   Program run() {
     lower_nodes();
-    if (opt_.fold_affine) {
-      while (fold_affine_into_producer()) {
-      }
-      while (fold_affine_into_consumer()) {
-      }
-    }
-    if (opt_.fuse_activations)
-      while (fuse_activation()) {
-      }
-    remove_dead_steps();
     if (opt_.fuse_add)
       while (fuse_add()) {
       }
@@ -384,7 +332,8 @@ class Lowerer {
   }
 
  private:
-  const Model& m_;
+  opt::Optimized optimized_;  // the model after the graph optimizer: what is lowered
+  const Model& m_ = optimized_.model;
   const LowerOptions& opt_;
   Program p_;
   std::vector<Step> steps_;
@@ -419,10 +368,7 @@ class Lowerer {
       Step s;
       s.name = n.name;
       switch (n.op) {
-        case OpKind::Input: break;
-        case OpKind::Dropout: node_value[ni] = vin; continue;
-        case OpKind::Flatten:
-        case OpKind::Reshape:
+        case OpKind::Reshape:  // Flatten too (optimizer pass `aliases`): a view of the same buffer
           p_.values[vin].reshaped = true;
           node_value[ni] = vin;
           continue;
@@ -433,10 +379,6 @@ class Lowerer {
           s.custom = CustomCall::make(m_, n);
           break;
         case OpKind::Activation:
-          if (n.activation.kind == ActKind::Linear) {
-            node_value[ni] = vin;
-            continue;
-          }
           s.kind = SK::Act;
           s.epi = activation_epi(n, n.shape);
           break;
@@ -470,16 +412,7 @@ class Lowerer {
           s.steps_out = n.shape[0];
           s.k = s.ksize * s.cin;
           s.rpc = s.steps_out;
-          const int64_t span = s.dilation * (s.ksize - 1) + 1;
-          if (n.padding == Padding::Valid) {
-            s.pad_left = 0;
-          } else if (n.padding == Padding::Causal) {
-            s.pad_left = span - 1;  // Keras pads the start by dilation * (kernel_size - 1)
-          } else {
-            // 'same': TensorFlow puts the smaller half of the padding at the start.
-            const int64_t total = std::max<int64_t>((s.steps_out - 1) * s.stride + span - s.steps_in, 0);
-            s.pad_left = total / 2;
-          }
+          s.pad_left = opt::conv1d_pad_left(n, in);
           // A 1-wide, stride-1 convolution is a Dense over the steps: no im2col.
           s.conv = !(s.ksize == 1 && s.stride == 1 && s.pad_left == 0 && s.steps_out == s.steps_in);
           s.w = kernel->data;  // [ksize][cin][filters] == [ksize*cin][filters]
@@ -491,67 +424,13 @@ class Lowerer {
           }
           break;
         }
-        case OpKind::BatchNorm: {
-          // Keras (tf.nn.batch_normalization and Keras 3 alike): inv = gamma * rsqrt(var + eps);
-          // y = x * inv + (beta - mean * inv).
+        case OpKind::Affine:
+          // BatchNormalization, Rescaling, Normalization (optimizer pass `affine`): one scale/shift per element.
           s.kind = SK::Affine;
-          s.source = AffineSource::BatchNorm;
-          const int axis = n.axis < 0 ? n.axis + static_cast<int>(in.size()) : n.axis;
-          const int64_t c = in[static_cast<size_t>(axis)];
-          const Array* mean = n.find("moving_mean");
-          const Array* var = n.find("moving_variance");
-          if (!mean || !var) unsupported(n, "BatchNormalization without moving statistics");
-          const Array* gamma = n.find("gamma");
-          const Array* beta = n.find("beta");
-          std::vector<float> inv(static_cast<size_t>(c)), shift(static_cast<size_t>(c));
-          for (int64_t i = 0; i < c; ++i) {
-            const float g = gamma ? gamma->data[i] : 1.0f;
-            inv[i] = g / std::sqrt(var->data[i] + n.epsilon);
-            shift[i] = (beta ? beta->data[i] : 0.0f) - mean->data[i] * inv[i];
-          }
-          Shape bshape(in.size(), 1);
-          bshape[static_cast<size_t>(axis)] = c;
-          s.scale = broadcast_to(n, "gamma", Array{bshape, inv}, in);
-          s.shift = broadcast_to(n, "beta", Array{bshape, shift}, in);
-          break;
-        }
-        case OpKind::Normalization: {
-          // Keras: (x - mean) / maximum(sqrt(variance), epsilon()) with the backend epsilon 1e-7; invert=True:
-          // mean + x * maximum(sqrt(variance), epsilon()), the x * s + t form of Rescaling, folded like it.
-          s.kind = SK::Affine;
-          s.source = n.invert ? AffineSource::Rescaling : AffineSource::Normalization;
-          const Array* mean = n.find("mean");
-          const Array* var = n.find("variance");
-          if (!mean || !var) unsupported(n, "Normalization without mean/variance");
-          std::vector<float> mv = broadcast_to(n, "mean", *mean, in);
-          std::vector<float> vv = broadcast_to(n, "variance", *var, in);
-          s.scale.resize(mv.size());
-          for (size_t i = 0; i < mv.size(); ++i) {
-            const float d = std::max(std::sqrt(vv[i]), 1e-7f);
-            s.scale[i] = n.invert ? d : 1.0f / d;
-          }
-          s.shift = std::move(mv);
-          s.subtract_first = !n.invert;
-          break;
-        }
-        case OpKind::Rescaling: {
-          s.kind = SK::Affine;
-          s.source = AffineSource::Rescaling;
-          const Array* sc = n.find("scale");
-          const Array* of = n.find("offset");
-          s.scale = sc ? broadcast_to(n, "scale", *sc, in) : std::vector<float>(static_cast<size_t>(fout), 1.0f);
-          s.shift = of ? broadcast_to(n, "offset", *of, in) : std::vector<float>(static_cast<size_t>(fout), 0.0f);
-          break;
-        }
-        case OpKind::Add:
-        case OpKind::Subtract:
-        case OpKind::Multiply:
-        case OpKind::Average:
-        case OpKind::Maximum:
-        case OpKind::Minimum:
-          s.kind = SK::Merge;
-          s.merge = merge_of(n.op);
-          s.bcast = merge_broadcast(n);
+          s.scale = opt::required_weight(n, "scale").data;
+          s.shift = opt::required_weight(n, "shift").data;
+          s.subtract_first = n.subtract_first;
+          s.epi = activation_epi(n, n.shape);
           break;
         case OpKind::Concatenate: {
           s.kind = SK::Concat;
@@ -565,8 +444,17 @@ class Lowerer {
             start += s.inner.back();
           }
           s.concat_last_axis = axis == static_cast<int>(in.size()) - 1;
+          s.in_place = n.concat_in_place;
           break;
         }
+        default:
+          if (!is_merge(n.op))
+            unsupported(n, std::string("op ") + op_name(n.op) + " reached the CUDA lowering (the graph optimizer removes it)");
+          s.kind = SK::Merge;  // Add ... Minimum
+          s.merge = merge_of(n.op);
+          s.bcast = merge_broadcast(n);
+          s.epi = activation_epi(n, n.shape);
+          s.accumulate_input = n.accumulate_input;
       }
       for (int i : n.inputs) s.in.push_back(node_value[static_cast<size_t>(i)]);
       s.out = new_value(fout, n.shape.empty() ? 1 : n.shape.back());
@@ -625,152 +513,45 @@ class Lowerer {
     return out;
   }
 
-  std::vector<int> uses() const {
-    std::vector<int> u(p_.values.size(), 0);
-    for (const auto& s : steps_) {
-      for (int v : s.in) ++u[v];
-      if (s.acc >= 0) ++u[s.acc];
-    }
-    for (int v : p_.outputs) ++u[v];
-    return u;
-  }
-
   int producer(int v) const {
     for (size_t i = 0; i < steps_.size(); ++i)
       if (steps_[i].out == v) return static_cast<int>(i);
     return -1;
   }
 
-  bool is_output(int v) const { return std::find(p_.outputs.begin(), p_.outputs.end(), v) != p_.outputs.end(); }
 
-  // BatchNorm/Rescaling after a GEMM with a linear activation whose output only they read:
-  // (x W + b) * s + t == x (W s) + (b s + t).
-  bool fold_affine_into_producer() {
-    auto u = uses();
-    for (size_t i = 0; i < steps_.size(); ++i) {
-      Step& a = steps_[i];
-      if (a.kind != SK::Affine || a.source == AffineSource::Normalization) continue;
-      const int pi = producer(a.in[0]);
-      if (pi < 0 || u[a.in[0]] != 1) continue;
-      Step& g = steps_[pi];
-      if (g.kind != SK::Gemm || g.int8 || !g.epi.linear() || !g.epi.alpha.empty() || g.acc >= 0) continue;
-      if (!is_periodic(a.scale, g.m) || !is_periodic(a.shift, g.m)) continue;
-      for (int64_t kk = 0; kk < g.k; ++kk)
-        for (int64_t j = 0; j < g.m; ++j) g.w[kk * g.m + j] *= a.scale[j];
-      if (g.ubias.empty()) g.ubias.assign(static_cast<size_t>(g.m), 0.0f);
-      for (int64_t j = 0; j < g.m; ++j) g.ubias[j] = g.ubias[j] * a.scale[j] + a.shift[j];
-      g.epi = a.epi;
-      g.out = a.out;
-      p_.notes.push_back("folded " + a.name + " into " + g.name);
-      g.name += "+" + a.name;
-      steps_.erase(steps_.begin() + static_cast<long>(i));
-      return true;
-    }
-    return false;
-  }
-
-  // BatchNorm read only by a Dense: (x s + t) W + b == x (s W) + (t W + b).
-  bool fold_affine_into_consumer() {
-    auto u = uses();
-    for (size_t i = 0; i < steps_.size(); ++i) {
-      Step& a = steps_[i];
-      if (a.kind != SK::Affine || a.source != AffineSource::BatchNorm || !a.epi.linear() || u[a.out] != 1) continue;
-      for (size_t ci = i + 1; ci < steps_.size(); ++ci) {
-        Step& g = steps_[ci];
-        if (g.kind != SK::Gemm || g.conv || g.int8 || g.in[0] != a.out) continue;
-        if (!is_periodic(a.scale, g.k) || !is_periodic(a.shift, g.k)) break;
-        std::vector<double> extra(static_cast<size_t>(g.m), 0.0);
-        for (int64_t kk = 0; kk < g.k; ++kk)
-          for (int64_t j = 0; j < g.m; ++j) extra[j] += static_cast<double>(a.shift[kk]) * g.w[kk * g.m + j];
-        for (int64_t kk = 0; kk < g.k; ++kk)
-          for (int64_t j = 0; j < g.m; ++j) g.w[kk * g.m + j] *= a.scale[kk];
-        if (g.ubias.empty()) g.ubias.assign(static_cast<size_t>(g.m), 0.0f);
-        for (int64_t j = 0; j < g.m; ++j) g.ubias[j] = static_cast<float>(g.ubias[j] + extra[j]);
-        g.in[0] = a.in[0];
-        p_.notes.push_back("folded " + a.name + " into " + g.name);
-        g.name = a.name + "+" + g.name;
-        steps_.erase(steps_.begin() + static_cast<long>(i));
-        return true;
-      }
-    }
-    return false;
-  }
-
-  // An activation whose input is produced by a step with a linear epilogue, read by nothing else, becomes
-  // that step's epilogue.
-  bool fuse_activation() {
-    auto u = uses();
-    for (size_t i = 0; i < steps_.size(); ++i) {
-      Step& a = steps_[i];
-      if (a.kind != SK::Act) continue;
-      const int pi = producer(a.in[0]);
-      if (pi < 0 || u[a.in[0]] != 1) continue;
-      Step& g = steps_[pi];
-      if (g.kind == SK::Concat || g.kind == SK::Act || g.kind == SK::Cast || g.kind == SK::Custom ||
-          !g.epi.linear() || !g.epi.alpha.empty())
-        continue;
-      g.epi = a.epi;
-      g.out = a.out;
-      p_.notes.push_back("fused " + a.name + " into " + g.name);
-      g.name += "+" + a.name;
-      steps_.erase(steps_.begin() + static_cast<long>(i));
-      return true;
-    }
-    return false;
-  }
-
-  void remove_dead_steps() {
-    for (;;) {
-      auto u = uses();
-      bool changed = false;
-      for (size_t i = steps_.size(); i-- > 0;) {
-        if (u[steps_[i].out] == 0) {
-          steps_.erase(steps_.begin() + static_cast<long>(i));
-          changed = true;
-          break;
-        }
-      }
-      if (!changed) return;
-    }
-  }
-
-  // Add(x.., Dense(y)) with a linear Dense read only by the Add: the GEMM accumulates onto the other operand.
+  // Add(x.., Dense(y)) with the optimizer's accumulate_input hint (a linear Dense read only by the Add): the GEMM
+  // accumulates onto the other operand.
   bool fuse_add() {
-    auto u = uses();
     for (size_t si = 0; si < steps_.size(); ++si) {
       Step& s = steps_[si];
-      // A broadcasting Add reads its operands through index maps the GEMM's C operand cannot express.
-      if (s.kind != SK::Merge || s.merge != Merge::Add || s.epi.softmax || s.in.size() < 2 || !s.bcast.empty())
-        continue;
-      for (size_t j = 0; j < s.in.size(); ++j) {
-        const int v = s.in[j];
-        const int pi = producer(v);
-        if (pi < 0 || u[v] != 1 || is_output(v)) continue;
-        const Step& g0 = steps_[pi];
-        if (g0.kind != SK::Gemm || g0.int8 || !g0.epi.linear() || !g0.epi.alpha.empty() || g0.acc >= 0) continue;
-        Step g = g0;
-        std::vector<int> rest = s.in;
-        rest.erase(rest.begin() + static_cast<long>(j));
-        const std::string note = "fused " + s.name + " into " + g.name + " (GEMM accumulates)";
-        g.name += "+" + s.name;
-        g.epi = s.epi;
-        g.out = s.out;
-        if (rest.size() == 1) {
-          g.acc = rest[0];
-          // The GEMM now reads rest[0], which may be computed after it: move it to the Add's place.
-          steps_.erase(steps_.begin() + static_cast<long>(si));
-          steps_.insert(steps_.begin() + static_cast<long>(si), g);
-          steps_.erase(steps_.begin() + pi);
-        } else {
-          g.acc = s.out;  // the Add of the other operands runs first, then the GEMM accumulates in place
-          s.in = rest;
-          s.epi = Epi{};
-          steps_.insert(steps_.begin() + static_cast<long>(si) + 1, g);
-          steps_.erase(steps_.begin() + pi);
-        }
-        p_.notes.push_back(note);
-        return true;
+      if (s.kind != SK::Merge || s.merge != Merge::Add || s.accumulate_input < 0) continue;
+      const size_t j = static_cast<size_t>(s.accumulate_input);
+      s.accumulate_input = -1;
+      const int pi = producer(s.in[j]);
+      if (pi < 0 || steps_[pi].kind != SK::Gemm) continue;  // the hint names a Dense/Conv1D operand
+      Step g = steps_[pi];
+      std::vector<int> rest = s.in;
+      rest.erase(rest.begin() + static_cast<long>(j));
+      const std::string note = "fused " + s.name + " into " + g.name + " (GEMM accumulates)";
+      g.name += "+" + s.name;
+      g.epi = s.epi;
+      g.out = s.out;
+      if (rest.size() == 1) {
+        g.acc = rest[0];
+        // The GEMM now reads rest[0], which may be computed after it: move it to the Add's place.
+        steps_.erase(steps_.begin() + static_cast<long>(si));
+        steps_.insert(steps_.begin() + static_cast<long>(si), g);
+        steps_.erase(steps_.begin() + pi);
+      } else {
+        g.acc = s.out;  // the Add of the other operands runs first, then the GEMM accumulates in place
+        s.in = rest;
+        s.epi = Epi{};
+        steps_.insert(steps_.begin() + static_cast<long>(si) + 1, g);
+        steps_.erase(steps_.begin() + pi);
       }
+      p_.notes.push_back(note);
+      return true;
     }
     return false;
   }
@@ -787,7 +568,6 @@ class Lowerer {
 
   // Concatenate along the last axis: inputs written in place into their slice of the output.
   void alias_concat() {
-    std::vector<bool> sliced(p_.values.size(), false);
     for (auto& s : steps_) {
       if (s.kind != SK::Concat || !s.concat_last_axis) continue;
       const Value& outv = p_.values[s.out];
@@ -796,16 +576,14 @@ class Lowerer {
       for (size_t i = 0; i < s.in.size(); ++i) {
         const int v = s.in[i];
         const int64_t w = s.inner[i];
-        bool ok = !sliced[v] && !is_output(v) && !p_.values[v].reshaped && p_.values[v].input < 0 &&
-                  std::count(s.in.begin(), s.in.end(), v) == 1 && p_.values[v].last == w;
-        const int pi = ok ? producer(v) : -1;
-        if (pi < 0 || steps_[pi].kind == SK::Concat || steps_[pi].kind == SK::Custom) ok = false;
+        // The optimizer's concat_in_place hint (merge_hints): the producer may write a strided slice.
+        const int pi = i < s.in_place.size() && s.in_place[i] ? producer(v) : -1;
+        const bool ok = pi >= 0 && p_.values[v].last == w && !p_.values[v].slice();
         if (ok) {
           Value& val = p_.values[v];
           val.root = outv.root;
           val.off = s.starts[i];
           val.ld = outv.last;
-          sliced[v] = true;
           p_.notes.push_back("aliased " + steps_[pi].name + " into a slice of " + s.name);
         } else {
           keep_in.push_back(v);
@@ -1170,7 +948,7 @@ class Lowerer {
     }
   }
 
-  // Liveness over ops, then slots: a root takes a free slot (best fit, else the largest free one grown).
+  // Liveness over ops, then slots (opt/slot_alloc.hpp: best fit, else the largest free slot grown).
   void allocate() {
     const int inf = std::numeric_limits<int>::max();
     for (size_t i = 0; i < p_.ops.size(); ++i) {
@@ -1188,37 +966,17 @@ class Lowerer {
     }
     for (int v : p_.inputs) p_.roots[p_.values[v].root].def = -1;
     for (int v : p_.outputs) p_.roots[p_.values[v].root].last = inf;
-    std::vector<int> order;
-    for (size_t r = 0; r < p_.roots.size(); ++r)
-      if (p_.roots[r].def != inf) order.push_back(static_cast<int>(r));  // roots never written are unused
-    std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return p_.roots[a].def < p_.roots[b].def; });
-    std::vector<int> holder;  // root held by each slot, -1 when free
-    for (int r : order) {
-      Root& root = p_.roots[r];
-      // Free slots whose root's last reader ran before this root is first written.
-      for (size_t sl = 0; sl < holder.size(); ++sl)
-        if (holder[sl] >= 0 && p_.roots[holder[sl]].last < root.def) holder[sl] = -1;
-      const int64_t need = root.col_elems * dt_size(root.dt);
-      int best = -1;
-      for (size_t sl = 0; sl < holder.size(); ++sl) {
-        if (holder[sl] != -1) continue;
-        if (best < 0) {
-          best = static_cast<int>(sl);
-          continue;
-        }
-        const int64_t have = p_.slot_bytes_per_col[sl], cur = p_.slot_bytes_per_col[best];
-        const bool fits = have >= need, cur_fits = cur >= need;
-        if ((fits && (!cur_fits || have < cur)) || (!fits && !cur_fits && have > cur)) best = static_cast<int>(sl);
-      }
-      if (best < 0) {
-        holder.push_back(-1);
-        p_.slot_bytes_per_col.push_back(0);
-        best = static_cast<int>(holder.size()) - 1;
-      }
-      p_.slot_bytes_per_col[best] = std::max(p_.slot_bytes_per_col[best], need);
-      holder[best] = r;
-      root.slot = best;
+    // Roots never written are unused; the others get slots from the shared liveness allocator.
+    std::vector<int> used;
+    std::vector<opt::BufferLife> lives;
+    for (size_t r = 0; r < p_.roots.size(); ++r) {
+      const Root& root = p_.roots[r];
+      if (root.def == inf) continue;
+      used.push_back(static_cast<int>(r));
+      lives.push_back({root.def, root.last, root.col_elems * dt_size(root.dt)});
     }
+    const std::vector<int> slot = opt::assign_slots(lives, &p_.slot_bytes_per_col);
+    for (size_t i = 0; i < used.size(); ++i) p_.roots[static_cast<size_t>(used[i])].slot = slot[i];
     // Keep each slot a multiple of 16 bytes per column, so column offsets keep 16-byte alignment.
     for (auto& b : p_.slot_bytes_per_col) b = (b + 15) / 16 * 16;
   }

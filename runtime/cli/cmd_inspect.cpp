@@ -1,6 +1,8 @@
 // `fkb inspect MODEL [--json] [--config CFG]`: what a Keras file holds and whether FKB can run it.
 // A model FKB refuses as Unsupported still gets its whole layer table, each layer FKB cannot run marked with the
 // reason, and inspect fails only after printing it (issue 12 kind 10).
+// `fkb inspect MODEL --optimized`: the graph the backends lower, after the graph optimizer's passes
+// (runtime/src/opt/optimize.hpp), with what each pass folded, fused or removed.
 // `fkb inspect ENSEMBLE [--json]` (a directory of Keras files, a list file or a YAML ensemble config): the
 // member count, the shared architecture and each member's parameter count.
 #include <cstdio>
@@ -16,6 +18,7 @@
 #include "fkb/error.hpp"
 #include "fkb/model.hpp"
 #include "loader/support_report.hpp"
+#include "opt/optimize.hpp"
 
 namespace fkb::cli {
 
@@ -25,6 +28,7 @@ struct InspectArgs {
   std::string model;
   std::string config;
   bool json = false;
+  bool optimized = false;
 };
 
 nlohmann::json shape_json(const Shape& s) { return nlohmann::json(s); }
@@ -36,7 +40,8 @@ void print_layer_table(const Model& m, const std::vector<bool>& ok, const std::v
   std::printf("%s\n", std::string(124, '-').c_str());
   for (size_t i = 0; i < m.nodes.size(); ++i) {
     const Node& n = m.nodes[i];
-    const bool has_act = n.op == OpKind::Dense || n.op == OpKind::Conv1D || n.op == OpKind::Activation;
+    const bool has_act = n.op == OpKind::Dense || n.op == OpKind::Conv1D || n.op == OpKind::Activation ||
+                         n.activation.kind != ActKind::Linear;  // fused by the optimizer (--optimized)
     std::printf("%-4zu %-34s %-20s %-14s %-18s %10lld %12lld  %s\n", i, n.name.c_str(), n.keras_class.c_str(),
                 shape_str(n.shape).c_str(), has_act ? n.activation.keras_name.c_str() : "",
                 static_cast<long long>(n.param_count()), static_cast<long long>(node_flops(m, n)),
@@ -48,6 +53,8 @@ void print_layer_table(const Model& m, const std::vector<bool>& ok, const std::v
 void run_inspect_ensemble(const InspectArgs& a) {
   if (!a.config.empty())
     throw_error(Status::InvalidArgument, "--config applies to a single weights-only model, not to an ensemble");
+  if (a.optimized)
+    throw_error(Status::InvalidArgument, "--optimized applies to a single model, not to an ensemble (inspect a member)");
   const EnsembleSpec spec = read_ensemble_spec(a.model);
   const std::vector<Model> members = load_ensemble_members(spec, a.model);
   check_same_architecture(members, spec.members);  // throws naming the member, layer and shapes
@@ -198,6 +205,11 @@ void run_inspect(const InspectArgs& a) {
     if (e.status() != Status::Unsupported) throw;
     run_inspect_unsupported(a, e);
   }
+  opt::Optimized optimized;
+  if (a.optimized) {
+    optimized = opt::optimize(loaded);
+    loaded = optimized.model;
+  }
   const Model& m = loaded;
   auto cpu = make_cpu_backend();
 
@@ -238,8 +250,11 @@ void run_inspect(const InspectArgs& a) {
       l["flops_per_column"] = node_flops(m, n);
       l["runnable"] = static_cast<bool>(ok[i]);
       if (!ok[i]) l["reason"] = why[i];
+      if (n.accumulate_input >= 0) l["accumulate_input"] = n.accumulate_input;
+      if (!n.concat_in_place.empty()) l["concat_in_place"] = n.concat_in_place;
       j["layers"].push_back(l);
     }
+    if (a.optimized) j["optimizer"] = {{"passes", opt::pass_names()}, {"notes", optimized.notes}};
     j["total_params"] = m.param_count();
     j["flops_per_column"] = m.flops_per_column();
     j["runnable"] = all_ok;
@@ -267,6 +282,13 @@ void run_inspect(const InspectArgs& a) {
   std::printf("total params:  %lld\n", static_cast<long long>(m.param_count()));
   std::printf("FLOPs/column:  %lld\n", static_cast<long long>(m.flops_per_column()));
   std::printf("runnable:      %s\n", all_ok ? "yes (every layer runs on the CPU backend)" : "no (see the layers above)");
+  if (a.optimized) {
+    std::string passes;
+    for (const auto& p : opt::pass_names()) passes += (passes.empty() ? "" : ", ") + p;
+    std::printf("optimized:     the graph every backend lowers, after the passes %s\n", passes.c_str());
+    for (const auto& note : optimized.notes) std::printf("  %s\n", note.c_str());
+    if (optimized.notes.empty()) std::printf("  (nothing to fold, fuse or remove)\n");
+  }
 }
 
 }  // namespace
@@ -280,6 +302,9 @@ void register_inspect(CLI::App& app) {
       ->required();
   sub->add_option("--config", args->config, "architecture JSON/YAML for a weights-only file");
   sub->add_flag("--json", args->json, "print JSON instead of a table");
+  sub->add_flag("--optimized", args->optimized,
+                "show the graph after the optimizer's passes (aliases removed, BatchNormalization/Rescaling folded, "
+                "activations fused): what the CPU and CUDA backends lower");
   sub->callback([args] { run_inspect(*args); });
 }
 

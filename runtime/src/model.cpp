@@ -46,6 +46,7 @@ const char* op_name(OpKind op) {
     case OpKind::Reshape: return "Reshape";
     case OpKind::Conv1D: return "Conv1D";
     case OpKind::Custom: return "Custom";
+    case OpKind::Affine: return "Affine";
   }
   return "?";
 }
@@ -105,7 +106,8 @@ int64_t node_flops(const Model& m, const Node& n) {
     }
     case OpKind::BatchNorm:
     case OpKind::Normalization:
-    case OpKind::Rescaling: return 2 * out;
+    case OpKind::Rescaling:
+    case OpKind::Affine: return 2 * out + (n.activation.kind != ActKind::Linear ? out : 0);
     case OpKind::Add:
     case OpKind::Subtract:
     case OpKind::Multiply:
@@ -357,6 +359,15 @@ void Model::infer_shapes() {
         break;
       }
       case OpKind::Flatten: n.shape = {shape_size(in)}; break;
+      case OpKind::Affine: {
+        n.shape = in;
+        for (const char* r : {"scale", "shift"}) {
+          const Array* a = n.find(r);
+          if (!a || a->size() != shape_size(in))
+            shape_error(n, std::string("Affine needs one '") + r + "' value per element of " + shape_str(in));
+        }
+        break;
+      }
       case OpKind::Reshape: {
         Shape t = n.target_shape;
         int64_t known = 1;

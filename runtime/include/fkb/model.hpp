@@ -52,9 +52,20 @@ enum class OpKind {
   Reshape,        ///< identity on data; shape becomes `target_shape`
   Conv1D,         ///< 1-D convolution over the first per-column axis (channels_last)
   Custom,         ///< a layer class registered by the user (not executed by the built-in backends)
+  /// Produced only by the graph optimizer (fkb::opt, runtime/src/opt/): BatchNormalization, Rescaling and
+  /// Normalization in one form, y = x * scale + shift, or y = (x - shift) * scale when `subtract_first` (Keras
+  /// Normalization's form). constants["scale"] and constants["shift"] hold one value per element of the node's
+  /// shape. Never loaded from or written to a Keras file.
+  Affine,
 };
 
 const char* op_name(OpKind op);
+
+/// Add, Subtract, Multiply, Average, Maximum, Minimum: element-wise merges of broadcast inputs.
+inline bool is_merge(OpKind op) {
+  return op == OpKind::Add || op == OpKind::Subtract || op == OpKind::Multiply || op == OpKind::Average ||
+         op == OpKind::Maximum || op == OpKind::Minimum;
+}
 
 enum class Padding { Valid, Same, Causal };
 
@@ -100,6 +111,17 @@ struct Node {
   /// call). Keras counts the layer's parameters once (Model::param_count does too) and writers write one layer
   /// with several inbound nodes.
   int shared_from = -1;
+
+  // Set by the graph optimizer (runtime/src/opt/) on the graph it hands to backends; loaders leave the defaults.
+  bool subtract_first = false;        ///< Affine: y = (x - shift) * scale (Keras Normalization), else x * scale + shift
+  OpKind affine_of = OpKind::Input;   ///< Affine: the Keras op it came from (BatchNorm, Normalization, Rescaling)
+  /// Add: the input (index into `inputs`) produced by a linear Dense that nothing else reads; a backend may let that
+  /// GEMM accumulate onto the other operands instead of running a separate add (-1: none).
+  int accumulate_input = -1;
+  /// Concatenate along the last axis: per input, 1 when its producer may write it straight into its slice of the
+  /// output (read by no Reshape, not a model input or output, not a Concatenate/Custom/Reshape result, given once,
+  /// not claimed by an earlier Concatenate). Empty: no hint.
+  std::vector<uint8_t> concat_in_place;
 
   /// Keras variables by role: "kernel", "bias", "gamma", "beta", "moving_mean", "moving_variance",
   /// "mean", "variance", "count" (adapted Normalization; count is unused), "alpha" (PReLU).

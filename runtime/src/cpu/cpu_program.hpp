@@ -1,10 +1,9 @@
 // The CPU backend's compiled form of a model: a flat list of steps over numbered values.
 //
-// compile_program() lowers the IR once per plan: Dropout, Flatten and Reshape become aliases (no data
-// moves: a column's data is contiguous whatever its shape), BatchNormalization and the other per-feature
-// affine layers are folded into an adjacent Dense/Conv1D where that is exact up to rounding, element-wise
-// activations are fused into the epilogue of the step that produces their input, and every value gets a
-// workspace slot from a liveness allocator so a plain MLP needs two buffers.
+// compile_program() runs the graph optimizer (runtime/src/opt/optimize.hpp: aliases, affine folding,
+// activation fusion) and lowers its output once per plan: one step per remaining node (Reshape is a new view of
+// the same data), each node's activation in the epilogue of its step, and a workspace slot for every value from
+// the shared liveness allocator (runtime/src/opt/slot_alloc.hpp), so a plain MLP needs two buffers.
 #pragma once
 
 #include <cstdint>
@@ -94,7 +93,7 @@ struct Program {
   std::vector<std::string> notes;      ///< what was folded/fused (for verbose output and tests)
 };
 
-/// Options of the lowering (tests turn folding off to check that folded equals unfolded).
+/// Options of the lowering, handed to the graph optimizer (tests turn folding off to check folded == unfolded).
 struct LowerOptions {
   bool fold_affine = true;    ///< fold BatchNorm/Normalization/Rescaling into an adjacent Dense/Conv1D
   bool fuse_activations = true;

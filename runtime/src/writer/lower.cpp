@@ -242,6 +242,7 @@ class Lowerer {
         return add(std::move(l), ins, n.shape);
       }
       case OpKind::Custom: return custom(n, name, ins);
+      case OpKind::Affine: break;  // the graph optimizer's internal form: write the model as loaded, not optimized
     }
     throw_error(Status::Unsupported, "layer '" + n.name + "' (" + n.keras_class +
                                          ") cannot be written as a standard Keras layer");
