@@ -534,7 +534,7 @@ Ensemble::Ensemble(std::vector<Model> members, const EnsembleOptions& options, s
   } else if (dev.cuda) {
     e.engine = make_cuda();
   } else {
-    std::string fallback;  // why auto runs on the CPU in a CUDA build: a notice once per process (runtime.cpp)
+    std::string fallback;  // why auto runs on the CPU in a CUDA build (runtime.cpp)
     if (built_with_cuda() && cuda_device_count() > 0) {
       try {
         e.engine = make_cuda();

@@ -194,7 +194,11 @@ std::string cuda_unavailable_reason() {
 }
 
 void notice_auto_fallback(const std::string& reason, bool already_said) {
-  if (reason.empty() || g_notice_given.exchange(true)) return;
+  // Only a plugin that could not be loaded is announced unasked: a machine without a GPU (or a failed CUDA
+  // compile) was already a silent CPU fallback when not verbose, and quiet runs stay quiet there
+  // (tests/fortran options_quiet).
+  if (reason.empty() || cuda_plugin() != nullptr) return;
+  if (g_notice_given.exchange(true)) return;
   if (!already_said) std::fprintf(stderr, "fkb: device auto -> cpu (%s)\n", one_line(reason).c_str());
 }
 

@@ -151,8 +151,8 @@ Runtime::Runtime(const Model& model, const RuntimeOptions& options) : impl_(std:
     m.plan = m.backend->compile(m.model, co);
   } else {
     const int ndev = cuda_device_count();  // loads the CUDA plugin (plugin_loader.cpp) when built with CUDA
-    // Why auto runs on the CPU in a CUDA build (plugin or libraries missing, no device, CUDA failed): said
-    // once per process on stderr even when not verbose, so a GPU job that silently ran on the CPU is noticed.
+    // Why auto runs on the CPU in a CUDA build (plugin or libraries missing, no device, CUDA failed): in the
+    // verbose line; a plugin that could not be loaded also once per process when not verbose (plugin_loader).
     std::string fallback;
     if (built_with_cuda() && ndev > 0) {
       try {
