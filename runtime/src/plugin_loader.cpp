@@ -28,12 +28,12 @@ struct State {
   std::string error;  // why api is null
 };
 
-bool is_file(const std::string& p) {
+[[maybe_unused]] bool is_file(const std::string& p) {
   struct stat st {};
   return ::stat(p.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
-bool is_dir(const std::string& p) {
+[[maybe_unused]] bool is_dir(const std::string& p) {
   struct stat st {};
   return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
@@ -47,7 +47,7 @@ std::string one_line(std::string s) {
 
 // The directory of the shared object this function is in: libfkb (or the executable, when the runtime's
 // objects are linked statically, as in the fuzz regression driver).
-std::string own_directory() {
+[[maybe_unused]] std::string own_directory() {
   Dl_info info{};
   if (dladdr(reinterpret_cast<void*>(&own_directory), &info) == 0 || !info.dli_fname) return {};
   std::string p = info.dli_fname;
@@ -62,7 +62,7 @@ std::string own_directory() {
   return p;
 }
 
-std::string join(const std::vector<std::string>& v, const char* sep) {
+[[maybe_unused]] std::string join(const std::vector<std::string>& v, const char* sep) {
   std::string s;
   for (size_t i = 0; i < v.size(); ++i) s += (i ? sep : "") + v[i];
   return s;
