@@ -245,6 +245,18 @@ inline std::vector<ZooCase> zoo() {
     const int x = b.input({6, 7});
     return b.finish({b.act(b.dense(x, 9), ActKind::Softmax)});
   });
+  // Activations and affine layers behind a Flatten: element-wise ones fuse/fold through it (same data), a softmax
+  // normalizes over the flattened axis (all 10 values), never over the Dense's rows of 2 units.
+  add("softmax_after_flatten", [] {
+    Builder b(18);
+    const int x = b.input({5, 3});
+    return b.finish({b.act(b.flatten(b.dense(x, 2)), ActKind::Softmax)});
+  });
+  add("relu_rescaling_after_flatten", [] {
+    Builder b(19);
+    const int x = b.input({5, 3});
+    return b.finish({b.act(b.rescaling(b.flatten(b.dense(x, 2)), 0.5f, -0.25f), ActKind::Relu)});
+  });
   add("dense_no_bias_rank2", [] {
     Builder b(16);
     const int x = b.input({30, 3});
