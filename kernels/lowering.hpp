@@ -477,13 +477,8 @@ class Lowerer {
   void lower_int8(const Node& n, Step& s) {
     std::string why;
     if (!int8_dense_fits(n, &why)) unsupported(n, why);
-    const Array* scale = n.find("kernel_scale");
-    if (!scale || scale->size() != s.m) unsupported(n, "int8 Dense without one kernel_scale per unit");
-    for (float v : s.w)
-      if (!(v >= -128.0f && v <= 127.0f) || v != std::nearbyint(v))
-        unsupported(n, "int8 kernel holds " + std::to_string(v) + ", not an int8 value");
-    s.int8 = true;
-    s.kscale = scale->data;
+    s.int8 = true;  // kernel and kernel_scale checked by the optimizer (opt::check_int8_dense)
+    s.kscale = opt::required_weight(n, "kernel_scale").data;
   }
 
   // How each merge input is read against the merge's output shape (NumPy broadcasting); empty when every

@@ -548,10 +548,10 @@ Ensemble::Ensemble(std::vector<Model> members, const EnsembleOptions& options, s
       fallback = plugin::cuda_unavailable_reason();
     }
     if (!e.engine) e.engine = std::make_unique<CpuEnsembleEngine>(ptrs, co);
-    if (options.verbose)
-      std::fprintf(stderr, "fkb: ensemble of %zu members: device auto -> %s (%s)\n", e.members.size(),
-                   e.engine->device_name().c_str(), e.engine->name().c_str());
-    plugin::notice_auto_fallback(fallback, /*already_said=*/false);
+    if (options.verbose)  // the one-line notice, with why a CUDA build runs on the CPU
+      std::fprintf(stderr, "fkb: ensemble of %zu members: device auto -> %s (%s%s%s)\n", e.members.size(),
+                   e.engine->device_name().c_str(), e.engine->name().c_str(), fallback.empty() ? "" : "; ",
+                   fallback.c_str());
   }
 }
 

@@ -8,7 +8,6 @@
 #include <dlfcn.h>
 #include <sys/stat.h>
 
-#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -75,7 +74,9 @@ const CudaPluginV1* try_load(const std::string& file, std::vector<std::string>& 
   void* h = dlopen(file.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!h) {
     const char* e = dlerror();
-    errors.push_back(file + ": " + one_line(e ? e : "dlopen failed"));
+    const std::string why = one_line(e ? e : "dlopen failed");
+    errors.push_back(why.find(file) == std::string::npos ? file + ": " + why : why);  // dlerror may name it
+
     return nullptr;
   }
   using Entry = const CudaPluginV1* (*)();
@@ -147,8 +148,6 @@ const State& state() {
   return s;
 }
 
-std::atomic<bool> g_notice_given{false};
-
 }  // namespace
 
 const CudaPluginV1* cuda_plugin() noexcept {
@@ -191,15 +190,6 @@ std::string cuda_unavailable_reason() {
   if (t->device_count() <= 0) return "no CUDA device found";
   return {};
 #endif
-}
-
-void notice_auto_fallback(const std::string& reason, bool already_said) {
-  // Only a plugin that could not be loaded is announced unasked: a machine without a GPU (or a failed CUDA
-  // compile) was already a silent CPU fallback when not verbose, and quiet runs stay quiet there
-  // (tests/fortran options_quiet).
-  if (reason.empty() || cuda_plugin() != nullptr) return;
-  if (g_notice_given.exchange(true)) return;
-  if (!already_said) std::fprintf(stderr, "fkb: device auto -> cpu (%s)\n", one_line(reason).c_str());
 }
 
 }  // namespace fkb::plugin

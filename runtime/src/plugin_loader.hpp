@@ -17,10 +17,5 @@ const CudaPluginV1& require_cuda_plugin();
 /// Why device 'auto' cannot use CUDA here ("CUDA backend not loaded: ...", "no CUDA device found"); empty
 /// when a CUDA device is usable or FKB was built without CUDA (the CPU is then the only device, silently).
 std::string cuda_unavailable_reason();
-/// Device 'auto' fell back to the CPU although FKB was built with CUDA. When the reason is that the plugin
-/// could not be loaded (plugin, CUDA libraries missing), print "fkb: device auto -> cpu (<reason>)" on stderr
-/// once per process, verbose or not; other reasons (no device, CUDA failed) stay for the verbose lines.
-/// `already_said`: the caller printed its own verbose line with the reason, so only mark the notice as given.
-void notice_auto_fallback(const std::string& reason, bool already_said = false);
 
 }  // namespace fkb::plugin

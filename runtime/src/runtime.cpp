@@ -152,7 +152,7 @@ Runtime::Runtime(const Model& model, const RuntimeOptions& options) : impl_(std:
   } else {
     const int ndev = cuda_device_count();  // loads the CUDA plugin (plugin_loader.cpp) when built with CUDA
     // Why auto runs on the CPU in a CUDA build (plugin or libraries missing, no device, CUDA failed): in the
-    // verbose line; a plugin that could not be loaded also once per process when not verbose (plugin_loader).
+    // one-line device notice (verbose, the default); a quiet run prints nothing.
     std::string fallback;
     if (built_with_cuda() && ndev > 0) {
       try {
@@ -185,7 +185,6 @@ Runtime::Runtime(const Model& model, const RuntimeOptions& options) : impl_(std:
       if (options.verbose && !(built_with_cuda() && ndev > 0))
         std::fprintf(stderr, "fkb: device auto -> %s (%s)\n", m.plan->device_name().c_str(),
                      built_with_cuda() ? fallback.c_str() : "FKB built without CUDA");
-      plugin::notice_auto_fallback(fallback, options.verbose);
     }
   }
   m.bindings.add(m.make_binding());

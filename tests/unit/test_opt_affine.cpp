@@ -4,6 +4,8 @@
 
 #include <cmath>
 
+#include "fkb/error.hpp"
+
 #include "opt_test_util.hpp"
 
 namespace fkb::opttest {
@@ -148,6 +150,28 @@ TEST(OptFoldAffine, FoldsThroughAFlattenOnlyWhenTheScaleRepeatsWithTheUnits) {
   const int y = c.input({5, 3});
   const Model per_feature = c.finish({c.batchnorm(c.flatten(c.dense(y, 2)))});  // 10 different scales
   EXPECT_EQ(count_op(opt::optimize(per_feature).model, OpKind::Affine), 1);
+}
+
+TEST(OptChecks, AnInt8DenseMustHoldInt8ValuesAndOneScalePerUnit) {
+  Builder b(17);
+  const int x = b.input({3});
+  Model m = b.finish({b.dense(x, 2)});
+  Node& d = m.nodes[1];
+  d.quantized_int8 = true;
+  d.weights["kernel"].data = {1, -128, 127, 0, 5, -7};
+  d.weights["kernel_scale"] = {{2}, {0.5f, 0.25f}};
+  EXPECT_NO_THROW(opt::optimize(m));
+  d.weights["kernel"].data[2] = 127.5f;
+  try {
+    opt::optimize(m);
+    FAIL() << "a kernel value of 127.5 was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("layer 'Dense_1' (Dense): int8 kernel holds 127.5"), std::string::npos)
+        << e.what();
+  }
+  d.weights["kernel"].data[2] = 1;
+  d.weights["kernel_scale"] = {{1}, {0.5f}};
+  EXPECT_THROW(opt::optimize(m), Error);
 }
 
 }  // namespace

@@ -54,6 +54,25 @@ TEST(OptAliases, AnOutputThatIsADropoutOfTheInputBecomesTheInput) {
   EXPECT_EQ(o.model.outputs[0], o.model.inputs[0]);
 }
 
+TEST(OptGraphEdit, ASharedLayerWhoseFirstCallIsRemovedKeepsOneFirstCall) {
+  // Three calls of one shared Dense; the first call's result feeds nothing: it is removed, the second call becomes
+  // the first one (shared_from -1) and the third points at it, so the layer's weights still count once.
+  Builder b(5);
+  const int x = b.input({4});
+  const int c1 = b.dense(x, 3), c2 = b.dense(x, 3), c3 = b.dense(x, 3);
+  (void)c1;
+  Model m = b.finish({c2, c3});
+  m.nodes[2].weights = m.nodes[1].weights;
+  m.nodes[3].weights = m.nodes[1].weights;
+  m.nodes[2].shared_from = 1;
+  m.nodes[3].shared_from = 1;
+  const opt::Optimized o = opt::optimize(m, no_folding());
+  ASSERT_EQ(o.model.nodes.size(), 3u);
+  EXPECT_EQ(o.model.nodes[1].shared_from, -1);
+  EXPECT_EQ(o.model.nodes[2].shared_from, 1);
+  EXPECT_EQ(o.model.param_count(), 4 * 3 + 3);
+}
+
 TEST(OptPipeline, RunningOnItsOwnOutputChangesNothing) {
   Builder b(4);
   const int x = b.input({6});

@@ -168,18 +168,10 @@ struct Lowering {
     s.k = in.back();
     s.n = n.units;
     s.rows_per_col = shape_size(in) / s.k;
-    const Array& kernel = required_weight(n, "kernel");
+    const Array& kernel = required_weight(n, "kernel");  // checked by the optimizer (check_int8_dense)
     const Array& scale = required_weight(n, "kernel_scale");
-    if (kernel.size() != s.k * s.n || scale.size() != s.n)
-      unsupported(n, "int8 kernel " + shape_str(kernel.shape) + " or kernel_scale " + shape_str(scale.shape) +
-                         " does not match " + std::to_string(s.k) + " inputs and " + std::to_string(s.n) + " units");
     s.qw.resize(kernel.data.size());
-    for (size_t i = 0; i < kernel.data.size(); ++i) {
-      const float v = kernel.data[i];
-      if (!(v >= -128.0f && v <= 127.0f) || v != std::nearbyint(v))
-        unsupported(n, "int8 kernel holds " + std::to_string(v) + ", not an int8 value");
-      s.qw[i] = static_cast<int32_t>(v);
-    }
+    for (size_t i = 0; i < kernel.data.size(); ++i) s.qw[i] = static_cast<int32_t>(kernel.data[i]);
     s.kernel_scale = scale.data;
     // One row at a time: its quantized inputs and int32 sums (4 bytes each, counted in floats).
     p.scratch_per_col = std::max(p.scratch_per_col, s.k + s.n);

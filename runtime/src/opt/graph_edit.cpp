@@ -41,10 +41,20 @@ void erase_nodes(Model& m, const std::vector<bool>& dead) {
     index[i] = static_cast<int>(kept.size());
     kept.push_back(std::move(m.nodes[i]));
   }
+  // A shared layer whose first call was removed: its first call kept becomes the first call of the others.
+  std::vector<int> first_kept(m.nodes.size(), -1);
   for (Node& n : kept) {
     for (int& i : n.inputs) i = index[static_cast<size_t>(i)];
-    // A shared layer whose first call was removed: this call is now the first one kept.
-    if (n.shared_from >= 0) n.shared_from = index[static_cast<size_t>(n.shared_from)];
+    if (n.shared_from < 0) continue;
+    const size_t old = static_cast<size_t>(n.shared_from);
+    if (index[old] >= 0) {
+      n.shared_from = index[old];
+    } else if (first_kept[old] < 0) {
+      first_kept[old] = static_cast<int>(&n - kept.data());
+      n.shared_from = -1;
+    } else {
+      n.shared_from = first_kept[old];
+    }
   }
   for (int& i : m.inputs) i = index[static_cast<size_t>(i)];
   for (int& o : m.outputs) o = index[static_cast<size_t>(o)];

@@ -2,6 +2,7 @@
 #include "opt/optimize.hpp"
 
 #include <algorithm>
+#include <cmath>
 
 #include "fkb/error.hpp"
 
@@ -64,6 +65,22 @@ int64_t conv1d_pad_left(const Node& n, const Shape& in) {
   return total / 2;
 }
 
+void check_int8_dense(const Model& m) {
+  for (const Node& n : m.nodes) {
+    if (n.op != OpKind::Dense || !n.quantized_int8) continue;
+    const Shape& in = m.nodes[static_cast<size_t>(n.inputs[0])].shape;
+    const int64_t k = in.back();
+    const Array& kernel = required_weight(n, "kernel");
+    const Array& scale = required_weight(n, "kernel_scale");
+    if (kernel.size() != k * n.units || scale.size() != n.units)
+      unsupported(n, "int8 kernel " + shape_str(kernel.shape) + " or kernel_scale " + shape_str(scale.shape) +
+                         " does not match " + std::to_string(k) + " inputs and " + std::to_string(n.units) + " units");
+    for (float v : kernel.data)
+      if (!(v >= -128.0f && v <= 127.0f) || v != std::nearbyint(v))
+        unsupported(n, "int8 kernel holds " + std::to_string(v) + ", not an int8 value");
+  }
+}
+
 std::vector<std::string> pass_names(const Options& o) {
   std::vector<std::string> p = {"dead_nodes", "aliases", "affine"};
   if (o.fold_affine) p.push_back("fold_affine");
@@ -76,6 +93,7 @@ Optimized optimize(const Model& model, const Options& options) {
   Optimized r;
   r.model = model;
   Model& m = r.model;
+  check_int8_dense(m);
   remove_dead_nodes(m, r.notes);
   resolve_aliases(m, r.notes);
   canonicalize_affine(m, r.notes);

@@ -72,4 +72,8 @@ const Array& required_weight(const Node& n, const char* role);
 
 [[noreturn]] void unsupported(const Node& n, const std::string& what);
 
+/// Keras 3 int8-quantized Dense layers hold int8 values in `kernel` and one `kernel_scale` per unit; anything else is
+/// refused naming the layer (optimize() checks every model before its passes).
+void check_int8_dense(const Model& m);
+
 }  // namespace fkb::opt
