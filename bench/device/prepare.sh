@@ -40,7 +40,7 @@ fi
 # Shared libraries the GPU machine lacks.
 mkdir -p "$B/deps"
 rm -f "$B"/deps/*
-for lib in $(ldd "$B/bin/fkb" "$B/bin/fkb_backend_tests" "$B/lib/libfkb.so" "$B"/bin/fkb_mpi_bench 2>/dev/null | awk '/=>/ {print $3}' | sort -u); do
+for lib in $(ldd "$B/bin/fkb" "$B/bin/fkb_backend_tests" "$B/lib/libfkb.so" "$B/lib/libfkb_cuda.so" "$B"/bin/fkb_mpi_bench 2>/dev/null | awk '/=>/ {print $3}' | sort -u); do
   case "$(basename "$lib")" in
     libyaml-cpp.so* | libzip.so* | libgtest*.so* | libgmock*.so*) cp -L "$lib" "$B/deps/" ;;
   esac

@@ -49,7 +49,8 @@ if [ ! -x "$B/bin/fkb" ] || [ ! -x "$B/bin/fkb_backend_tests" ]; then
   log "build-gpu/bin is missing: run bench/device/prepare.sh here first and carry build-gpu/{bin,lib,deps,bench-models}"
   exit 2
 fi
-missing=$(ldd "$B/bin/fkb" "$B/bin/fkb_backend_tests" 2>&1 | grep "not found" | sort -u)
+# The CUDA plugin (lib/libfkb_cuda.so) links the CUDA libraries; libfkb and fkb do not.
+missing=$(ldd "$B/bin/fkb" "$B/bin/fkb_backend_tests" "$B/lib/libfkb_cuda.so" 2>&1 | grep "not found" | sort -u)
 if [ -n "$missing" ]; then log "missing shared libraries (add them to build-gpu/deps in prepare.sh):"; echo "$missing" | tee -a "$LOG"; fi
 
 # ---------------------------------------------------------------------------------------------------------------------
